@@ -1,0 +1,1 @@
+"""pyemu's built-in firmware: tiny ROM stubs whose services trap to Python."""
