@@ -116,3 +116,15 @@ def test_any_input_gives_balanced_makes_and_breaks(data):
             (breaks if code & 0x80 else makes).append(code & ~0x80)
             i += 1
         assert sorted(makes) == sorted(breaks)
+
+
+def test_typed_text_reaches_the_guest_through_the_i8042():
+    from emu.devices.bus import IrqLine
+    from emu.devices.i8042 import I8042
+
+    kbc = I8042(IrqLine(None, 1))
+    kbc.key_set1(scancodes(b"Hi\x1b[A"))  # keyboard in set 2, controller translating back to set 1
+    got = []
+    while kbc.read_status() & 1:
+        got.append(kbc.read_data())
+    assert bytes(got) == scancodes(b"Hi\x1b[A")

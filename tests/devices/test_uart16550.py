@@ -396,3 +396,27 @@ def test_backends(tmp_path):
     assert isinstance(open_backend("none"), NullBackend)
     with pytest.raises(ValueError):
         open_backend("tcp:1234")
+
+
+def test_stdio_backend_polls_without_blocking_and_feeds_the_uart():
+    import io
+    import os
+
+    from emu.devices.uart16550 import StdioBackend
+
+    r, w = os.pipe()
+    out = io.BytesIO()
+    try:
+        be = StdioBackend(stdin_fd=r, stdout=out)
+        assert be.poll() == b""  # nothing typed: returns at once
+        os.write(w, b"hi")
+        clock = VirtualClock(icount=True)
+        uart = Uart16550(COM1_BASE, IrqLine(None, 4), clock, be, paced=False)
+        uart.io_write(COM1_BASE + LCR, 1, LCR_8N1)
+        assert uart.poll_backend() == 2
+        assert uart.io_read(COM1_BASE + RBR, 1) == ord("h")
+        uart.io_write(COM1_BASE + THR, 1, ord("!"))
+        assert out.getvalue() == b"!"
+    finally:
+        os.close(r)
+        os.close(w)
