@@ -59,6 +59,7 @@ STATUS_FAST_BACK_TO_BACK = 0x0080
 STATUS_DEVSEL_MEDIUM = 0x0200
 STATUS_ERROR_BITS = 0xF900  # parity, signalled/received aborts, SERR: write 1 to clear
 BAR_IO = 0x01
+IO_SPACE_MASK = 0xFFFF  # x86 I/O space is 64 KiB: upper BAR bits of an I/O BAR read back 0
 
 VENDOR_INTEL = 0x8086
 DEVICE_I440FX = 0x1237
@@ -84,6 +85,7 @@ PIIX3_PIRQ_COUNT = 4
 PIRQ_DISABLE = 0x80  # IRQEN# (bit 7) set: not routed
 PIRQ_IRQ_MASK = 0x0F
 PIIX3_TOM = 0x69  # top of memory
+PIIX3_TOM_DEFAULT = 0x02  # 1 MiB, ISA/DMA forwarding off (PIIX3 2.2.10)
 PIIX3_MISC_WRITABLE = (0x4C, 0x4E, 0x4F, 0x69, 0x6A, 0x70, 0x76, 0x77, 0x80, 0x82, 0xA0)
 # PIIX3 IDE function registers.
 PIIX3_IDE_BMIBA = 0x20  # BAR4: bus master IDE I/O base, 16 ports
@@ -138,7 +140,7 @@ class PciFunction:
         offset = BAR0 + 4 * index
         self.bar_sizes[index] = size
         self.config[offset:offset + 4] = ((default & ~(size - 1)) | BAR_IO).to_bytes(4, "little")
-        self.set_wmask(offset, 0xFFFF & ~(size - 1), 4)  # I/O space is 64 KiB
+        self.set_wmask(offset, IO_SPACE_MASK & ~(size - 1), 4)
 
     def finish(self) -> None:
         """Remember the configured contents as the reset values."""
@@ -203,7 +205,7 @@ def piix3_isa_bridge(on_pirq: Callable[[int, int | None], None] | None = None) -
     for i in range(PIIX3_PIRQ_COUNT):
         fn.config[PIIX3_PIRQRC + i] = PIRQ_DISABLE
         fn.wmask[PIIX3_PIRQRC + i] = PIRQ_DISABLE | PIRQ_IRQ_MASK
-    fn.config[PIIX3_TOM] = 0x02
+    fn.config[PIIX3_TOM] = PIIX3_TOM_DEFAULT
     for at in PIIX3_MISC_WRITABLE:
         fn.wmask[at] = 0xFF
     fn.finish()

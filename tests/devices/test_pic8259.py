@@ -290,3 +290,20 @@ def test_priority_picks_lowest_numbered_unmasked_request(requests, mask):
     if expected is not None:
         base = MASTER_VECTOR if expected < 8 else SLAVE_VECTOR - 8
         assert pic.acknowledge() == base + expected
+
+
+def test_rotate_in_auto_eoi_mode_rotates_on_acknowledge():
+    pic, bus, _ = make(icw4=0x03)
+    bus.write(0x20, 1, 0x80)  # OCW2: set rotate in AEOI mode
+    pic.set_irq(2 + 1, 1)
+    assert pic.acknowledge() == MASTER_VECTOR + 3  # IR3 now lowest: IR4 highest
+    pic.set_irq(1, 1)
+    pic.set_irq(5, 1)
+    assert pic.acknowledge() == MASTER_VECTOR + 5
+
+
+def test_irq_line_pulse_is_an_edge_request():
+    pic, bus, _ = make()
+    line = pic.irq_line(6)
+    line.pulse()
+    assert pic.acknowledge() == MASTER_VECTOR + 6

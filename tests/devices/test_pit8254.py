@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from emu.clock import VirtualClock
 from emu.devices.bus import IoBus, IrqLine
+from emu.devices.pic8259 import Pic8259Pair
 from emu.devices.pit8254 import PIT_HZ, Pit8254, ticks_to_ns
 
 
@@ -301,3 +302,33 @@ def test_mode2_count_is_periodic(reload, ticks):
     rig.program(1, 2, reload)  # counter 1: no OUT wiring, so no timer events to step through
     rig.to_tick(ticks)
     assert rig.read_count(1) == reload - ticks % reload
+
+
+def test_counter0_mode2_drives_pic_irq0_once_per_period():
+    """The PC wiring: OUT0 -> master IR0 (edge). Each period delivers one vector 08h."""
+    clock = VirtualClock(icount=True, shift=0)
+    bus = IoBus()
+    raised = []
+    pic = Pic8259Pair(on_intr_change=lambda level: raised.append(level))
+    pic.attach(bus)
+    for port, value in ((0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01),
+                        (0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01)):
+        bus.write(port, 1, value)
+    pit = Pit8254(clock, pic.irq_line(0))
+    pit.attach(bus)
+    n = PIT_HZ // 1000  # 1 kHz
+    bus.write(0x43, 1, 0x34)
+    bus.write(0x40, 1, n & 0xFF)
+    bus.write(0x40, 1, n >> 8)
+    # The control word already raised OUT (mode 2 idles high): that first edge is pending.
+    assert pic.pending() and pic.acknowledge() == 0x08
+    bus.write(0x20, 1, 0x20)
+    times = []
+    for _ in range(6):  # low at N-1, high at N, ... for three periods
+        clock.instructions = clock.next_deadline()
+        clock.run_due()
+        if pic.pending():
+            assert pic.acknowledge() == 0x08
+            bus.write(0x20, 1, 0x20)
+            times.append(clock.now())
+    assert times == [ticks_to_ns(k * n) for k in (1, 2, 3)]
