@@ -74,6 +74,8 @@ UIP_LEAD_NS = 244_000  # UIP rises this long before the update cycle starts
 UPDATE_CYCLE_NS = 1_984_000
 DIVIDER_RESET_FIRST_UPDATE_NS = 500_000_000  # first update after leaving divider reset
 SECONDS_PER_DAY = 86_400
+SECONDS_PER_HOUR = 3600
+SECONDS_PER_MINUTE = 60
 
 DEFAULT_REG_A = REG_A_DV_32KHZ | 0x06  # 1024 Hz periodic rate, as BIOSes program it
 DEFAULT_REG_B = REG_B_24H
@@ -253,21 +255,22 @@ class Rtc146818:
             return None
         day = seconds - seconds % SECONDS_PER_DAY
         tod = seconds % SECONDS_PER_DAY
-        h0, m0, s0 = tod // 3600, tod // 60 % 60, tod % 60
+        h0, m0, s0 = (tod // SECONDS_PER_HOUR, tod // SECONDS_PER_MINUTE % 60,
+                      tod % SECONDS_PER_MINUTE)
         for h in hours:
             if h < h0:
                 continue
             if h > h0:
-                return day + h * 3600 + minutes[0] * 60 + secs[0]
+                return day + h * SECONDS_PER_HOUR + minutes[0] * SECONDS_PER_MINUTE + secs[0]
             for m in minutes:
                 if m < m0:
                     continue
                 if m > m0:
-                    return day + h * 3600 + m * 60 + secs[0]
+                    return day + h * SECONDS_PER_HOUR + m * SECONDS_PER_MINUTE + secs[0]
                 for s in secs:
                     if s > s0:
-                        return day + h * 3600 + m * 60 + s
-        return day + SECONDS_PER_DAY + hours[0] * 3600 + minutes[0] * 60 + secs[0]
+                        return day + h * SECONDS_PER_HOUR + m * SECONDS_PER_MINUTE + s
+        return day + SECONDS_PER_DAY + hours[0] * SECONDS_PER_HOUR + minutes[0] * SECONDS_PER_MINUTE + secs[0]
 
     # -- periodic --------------------------------------------------------------------------
     def periodic_period_ns(self) -> float | None:

@@ -288,3 +288,24 @@ def test_registers_show_start_plus_elapsed(start, elapsed, binary):
     want = start.replace(microsecond=0) + dt.timedelta(seconds=elapsed)
     assert shown == want
     assert dec(rig.read(6)) == want.isoweekday() % 7 + 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.one_of(st.just(0xC0), st.integers(0, 23)), st.one_of(st.just(0xFF), st.integers(0, 59)),
+       st.one_of(st.just(0xC5), st.integers(0, 59)), st.integers(0, 86400 * 3))
+def test_next_alarm_is_first_matching_second(hour, minute, second, offset):
+    """The alarm fires at the first second whose hh:mm:ss match; C0h-FFh bytes match anything."""
+    rig = Rig()
+    rig.write(0x0B, 0x06)  # binary, 24 h
+    rig.write(0x05, hour)
+    rig.write(0x03, minute)
+    rig.write(0x01, second)
+    now = rig.rtc.seconds + offset
+
+    def matches(t):
+        tod = t % 86400
+        return ((hour >= 0xC0 or tod // 3600 == hour) and (minute >= 0xC0 or tod // 60 % 60 == minute)
+                and (second >= 0xC0 or tod % 60 == second))
+
+    expected = next(t for t in range(now + 1, now + 2 * 86400) if matches(t))
+    assert rig.rtc._next_alarm(now) == expected
