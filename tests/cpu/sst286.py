@@ -440,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"no such form(s) in {root}: {' '.join(missing)}", file=sys.stderr)
         return 2
-    core = new_core()
+    try:
+        core = new_core()
+    except ImportError as e:
+        print(f"engine not available: {e}", file=sys.stderr)
+        return 2
     tot = Totals()
     for form in forms:
         r = run_form(core, form, a.limit, root, keep_failures=max(a.max_show, 1))
