@@ -91,6 +91,12 @@ _VEX_IMM1 = np.zeros(256, np.int64)
 for _b in (0x70, 0x71, 0x72, 0x73, 0xC2, 0xC4, 0xC5, 0xC6):
     _VEX_IMM1[_b] = 1
 
+# valid 3DNow! suffix bytes (AMD APM vol. 5, table "3DNow! opcodes"); other suffixes are undefined
+_3DNOW_OK = np.zeros(256, np.int64)
+for _b in (0x0C, 0x0D, 0x1C, 0x1D, 0x8A, 0x8E, 0x90, 0x94, 0x96, 0x97, 0x9A, 0x9E, 0xA0, 0xA4, 0xA6, 0xA7,
+           0xAA, 0xAE, 0xB0, 0xB4, 0xB6, 0xB7, 0xBB, 0xBF):
+    _3DNOW_OK[_b] = 1
+
 _LOCKABLE = _op.LOCKABLE
 _MODIGN = _op.MODIGN
 _HASMODRM = _op.F_HASMODRM
@@ -341,6 +347,8 @@ def decode(code, pos, end, bits32, out):
             out[F_IMM] = code[p]
             p += 1
             out[F_OPCODE] = 0x10F
+            if not _3DNOW_OK[code[p - 1]]:
+                return _finish_bad(out, p, pos, DEC_INVALID)
             out[F_FORM] = FORM_3DNOW
             out[F_MNEM] = FORM_MNEM[FORM_3DNOW]
             out[F_FLAGS] = FORM_FLAGS[FORM_3DNOW]
@@ -352,6 +360,8 @@ def decode(code, pos, end, bits32, out):
             return _finish_bad(out, p, pos, r)
         b1 = code[p]
         if (b != 0x8F and (b1 & 0xC0) == 0xC0) or (b == 0x8F and (b1 & 0x1F) >= 8):
+            if pfx66 or rep or lock:  # 66/F2/F3/LOCK before VEX/EVEX/XOP: #UD (SDM Vol. 2 2.3.2)
+                return _finish_bad(out, p, pos, DEC_INVALID)
             return _decode_ext(code, p, pos, end, b, asz, out)
     key = mp * 256 + b
     out[F_OPCODE] = key
