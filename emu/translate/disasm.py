@@ -164,7 +164,7 @@ def disassemble_lines(code: bytes, bits: int = 32, org: int = 0) -> Iterator[str
         raw = code[pos:pos + n].hex(" ")
         addr = org + pos
         text = "(bad)" if out is None else instruction_text(out, addr + n)
-        yield f"{addr:0{width}x}: {raw:<20} {text}"
+        yield f"{addr:0{width}x}: {raw:<20}  {text}"
 
 
 # A real-mode sample: print "Hello" through INT 10h teletype, read a key (INT 16h), echo it, halt.
