@@ -13,6 +13,10 @@ Conventions (all arguments and results are int64 scalars):
 * Faults come back as a last ``fault`` element: 0, or 1 for #DE.
 
 The choices made for flags the SDM leaves undefined are listed in :mod:`emu.cpu.flags`.
+
+Inlining: the small, hot operations (add ... dec, shl/shr/sar, the bit-offset helpers) are
+``inline='always'``; the rest are ordinary njit functions, which cost a ~1.5 ns call from the
+engine's loop but keep its compile time down (numba inlines at the IR level, once per call site).
 DIV/IDIV leave the lazy flags unchanged, so they return no flag fields.
 """
 
@@ -159,7 +163,7 @@ def dec(a, sz, cf):
 
 
 # ---------------------------------------------------------------- shifts
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def shl(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     """SHL/SAL.  The count is masked to 5 bits; a masked count of 0 keeps value and flags."""
     count &= 31
@@ -171,7 +175,7 @@ def shl(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, _op(K_SHL, sz), r, t, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def shr(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     count &= 31
     if count == 0:
@@ -181,7 +185,7 @@ def shr(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, _op(K_SAR, sz), r, t, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sar(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     count &= 31
     if count == 0:

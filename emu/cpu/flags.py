@@ -15,6 +15,11 @@ A flag is computed only when something reads it (Jcc, SETcc, CMOVcc, ADC, PUSHF,
 functions here take and return scalars only, so they can be called from the engine's njit loop
 without touching numpy arrays.
 
+``cond`` (with its fast paths) and ``compute_cf`` are ``inline='always'``; ``compute_flags`` is an
+ordinary njit call.  Measured in a toy loop (SUB + cond + ADD + compute_cf + compute_flags per
+iteration): 6.4 ns with nothing inlined, 4.3 ns like this, 3.7 ns with everything inlined at twice
+the cold compile time.
+
 Encoding
 --------
 ``cc_op = kind * 4 + size_index`` with ``size_index`` 0, 1, 2 for 8-, 16-, 32-bit operands
@@ -63,8 +68,8 @@ differential tests can compare against unicorn; those choices are listed here.
   SF/ZF/AF/PF are preserved (defined).  A masked count of 0 changes no flags; RCL/RCR of 8/16-bit
   operands whose count is a nonzero multiple of 9/17 also leave every flag unchanged.
 * SHLD/SHRD of 16-bit operands with a count of 17..31 (result and flags undefined): the Intel
-  behaviour QEMU implements: the operand is shifted through the 48-bit value dest:src:dest
-  (SHLD) or dest:src:dest (SHRD, reading right to left) and CF is the last bit shifted out.
+  behaviour QEMU implements: the 48-bit value dest:src:dest is shifted (left for SHLD, keeping
+  its top 16 bits; right for SHRD, keeping its low 16 bits) and CF is the last bit shifted out.
 * MUL/IMUL: SF, ZF, PF from the low half of the result, AF = 0 (all undefined in the SDM).
 * DIV/IDIV: all six flags undefined; the lazy flag state is left unchanged.
 * BSF/BSR: CF, OF, SF, AF, PF undefined: they keep their previous values (kind ZF).  When the
@@ -253,7 +258,7 @@ def compute_flags(cc_op, dst, src, src2):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def compute_cf(cc_op, dst, src, src2):
     """CF (0 or 1) of a lazy state, without computing the other flags."""
     kind = cc_op >> 2
@@ -312,7 +317,7 @@ def flags_cond(cc, f):
     return r != ((cc & 1) != 0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cond(cc, cc_op, dst, src, src2):
     """Whether condition code ``cc`` (0..15, the low nibble of Jcc) holds for a lazy state.
 

@@ -15,7 +15,7 @@ from emu.cpu import flags as F
 from tests.cpu.unicorn_oracle import run_unicorn
 
 ALL = F.STATUS_MASK
-N = 120  # examples per test
+N = 80  # examples per test (about 30 s for the file on 2 busy cores)
 SET = settings(max_examples=N, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -391,3 +391,31 @@ def test_real_mode_sample(sz, op, sh, a, b, count, fl):
     res = alu.shift(sh, a & m, count, sz, *F.eflags_to_lazy(fl))
     assert r.regs["eax"] == merge(a, res[0], sz)
     check_flags(lazy_flags(res), r.eflags, shift_defined(sh, count, sz), "16-bit shift")
+
+
+# ---------------------------------------------------------------- exhaustive 8-bit (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("op", range(8))
+def test_alu_group_exhaustive_8bit(op):
+    code = bytes([op * 8, 0xD8])
+    for cf in (0, 1):
+        for a in range(256):
+            for b in range(256):
+                r = run_unicorn(code, 32, {"eax": a, "ebx": b}, cf)
+                res = alu.alu(op, a, b, 1, cf)
+                assert r.regs["eax"] == res[0]
+                assert lazy_flags(res) == r.eflags & ALL, (op, a, b, cf)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", range(8))
+def test_shift_group_exhaustive_8bit(op):
+    code = bytes([0xD2, 0xC0 | op << 3])
+    for fl in (0, ALL):
+        for a in range(256):
+            for count in range(33):
+                r = run_unicorn(code, 32, {"eax": a, "ecx": count}, fl)
+                res = alu.shift(op, a, count, 1, *F.eflags_to_lazy(fl))
+                assert r.regs["eax"] == res[0]
+                check_flags(lazy_flags(res), r.eflags, ALL & ~F.AF if count & 31 else ALL,
+                            f"shift{op} {a:#x} by {count}")

@@ -10,7 +10,7 @@ from emu.cpu import alu
 from emu.cpu import flags as F
 
 SIZES = [1, 2, 4]
-SET = settings(max_examples=300, deadline=None)
+SET = settings(max_examples=200, deadline=None)
 u32 = st.integers(0, 0xFFFFFFFF)
 edge = st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000,
                         0xFFFFFFFF, 0xF, 0x10])
@@ -213,7 +213,7 @@ def lazy_states():
     return st.tuples(kinds, sz, operand, operand, bit, st.integers(0, 0xFFF)).map(build)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(state=lazy_states())
 def test_cond_matches_appendix_b(state):
     f = F.compute_flags(*state)
