@@ -1,0 +1,151 @@
+"""CpuCore: one x86 CPU with its memory, TLB and block cache, driven from Python.
+
+This is the engine without the PC around it: tests, benchmarks and the machine use it. It owns the
+arrays the compiled loop works on (state, RAM, TLB, block cache, statistics), wires the context
+array of raw pointers, and offers small Python conveniences (register access, physical memory
+access, single stepping). Python never runs guest instructions itself: `run` calls the compiled
+loop, which returns only with an exit reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emu import stats as K
+from emu.cpu import flags as F
+from emu.cpu import state as S
+from emu.cpu.eflags import WRITABLE
+from emu.cpu.interp import deliver_external, run
+from emu.mmu import softmmu as M
+from emu.mmu.physmap import PhysMap
+from emu.mmu.tlb import new_tlb, tlb_flush_all
+from emu.translate import decoder as D
+from emu.translate import translator as T
+from emu.translate.blockcache import BlockCache, flush_all
+
+RUN_FOREVER = 1 << 62
+
+
+class CpuCore:
+    """A CPU, its physical memory map and the compiled engine's arrays."""
+
+    def __init__(self, ram_bytes: int = 16 << 20, bios_rom: bytes | None = None,
+                 max_rows: int = 1 << 18):
+        self.phys = PhysMap(ram_bytes, bios_rom)
+        self.mem = self.phys.mem
+        self.st = S.new_state()
+        self.tlb = new_tlb()
+        self.stats = K.new_stats()
+        self.blocks = BlockCache(max_rows=max_rows)
+        self.dec_out = np.zeros(D.OUT_SIZE, dtype=np.int64)
+        self.ctx = np.zeros(M.CTX_SIZE, dtype=np.int64)
+        self.ctx[M.CTX_STATE] = self.st.ctypes.data
+        self.ctx[M.CTX_MEM] = self.mem.ctypes.data
+        self.ctx[M.CTX_PMAP] = self.phys.pmap.ctypes.data
+        self.ctx[M.CTX_TLB] = self.tlb.ctypes.data
+        self.ctx[M.CTX_PAGECODE] = self.blocks.page_head.ctypes.data
+        self.ctx[M.CTX_STATS] = self.stats.ctypes.data
+        self.ctx[M.CTX_BLOCKS] = self.blocks.bc.ctypes.data
+        self.reset()
+
+    # -- control ------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Power-on reset: F000:FFF0, real mode (SDM Vol 3, 9.1)."""
+        S.reset_state(self.st)
+        self.flush_tlb()
+
+    def run(self, max_insns: int = RUN_FOREVER) -> int:
+        """Run until an exit or `max_insns` instructions; returns the exit reason (S.EXIT_*)."""
+        st = self.st
+        st[S.BUDGET] = max_insns
+        b = self.blocks
+        return int(run(st, self.mem, self.tlb, self.ctx, self.stats, b.rows, b.tbs, b.table, b.bc,
+                       self.dec_out, T.FORM_H, T.FORM_AUX, T.ENDS_BLOCK))
+
+    def step(self) -> int:
+        """Execute exactly one instruction (an exception it raises is delivered)."""
+        return self.run(1)
+
+    def deliver_interrupt(self, vector: int) -> None:
+        deliver_external(self.st, self.tlb, self.mem, self.ctx, vector)
+
+    def flush_tlb(self) -> None:
+        tlb_flush_all(self.tlb.ctypes.data, False)
+
+    def flush_blocks(self) -> None:
+        flush_all(self.blocks.bc.ctypes.data, len(self.blocks.tbs) // 16)
+
+    def set_a20(self, enabled: bool) -> None:
+        self.st[S.A20_MASK] = 0xFFFF_FFFF if enabled else 0xFFEF_FFFF
+        self.flush_tlb()
+
+    # -- registers ----------------------------------------------------------------------
+    def get_reg16(self, r: int) -> int:
+        return int(self.st[r]) & 0xFFFF
+
+    def set_reg16(self, r: int, value: int) -> None:
+        self.st[r] = (int(self.st[r]) & 0xFFFF_0000) | (value & 0xFFFF)
+
+    def get_reg32(self, r: int) -> int:
+        return int(self.st[r])
+
+    def set_reg32(self, r: int, value: int) -> None:
+        self.st[r] = value & 0xFFFF_FFFF
+
+    def get_seg_sel(self, seg: int) -> int:
+        return int(self.st[S.seg_slot(seg, S.SEG_SEL)])
+
+    def set_seg_real(self, seg: int, sel: int) -> None:
+        """A real-mode segment load: base = selector << 4, limit 64 KiB."""
+        self.st[S.seg_slot(seg, S.SEG_SEL)] = sel & 0xFFFF
+        self.st[S.seg_slot(seg, S.SEG_BASE)] = (sel & 0xFFFF) << 4
+        self.st[S.seg_slot(seg, S.SEG_LIMIT)] = 0xFFFF
+        if seg in (S.CS, S.SS):
+            self._update_hflags()
+
+    def get_flags(self) -> int:
+        st = self.st
+        return F.read_eflags(int(st[S.CC_OP]), int(st[S.CC_DST]), int(st[S.CC_SRC]), int(st[S.CC_SRC2]),
+                             int(st[S.EFLAGS]))
+
+    def set_flags(self, value: int) -> None:
+        st = self.st
+        st[S.EFLAGS] = (value & WRITABLE & ~F.STATUS_MASK) | F.FIXED1 | (value & F.VM)
+        st[S.CC_OP] = F.CC_OP_EFLAGS
+        st[S.CC_SRC] = value & F.STATUS_MASK
+        st[S.CC_DST] = 0
+        st[S.CC_SRC2] = 0
+        self._update_hflags()
+
+    def _update_hflags(self) -> None:
+        from emu.cpu.segments import update_hflags
+
+        update_hflags(self.st.ctypes.data)
+
+    # -- memory -------------------------------------------------------------------------
+    def write_phys(self, addr: int, data: bytes) -> None:
+        """Write guest-physical memory as a loader would; translated code there is dropped."""
+        self.phys.write(addr, data)
+        first, last = addr >> 12, (addr + max(len(data), 1) - 1) >> 12
+        heads = self.blocks.page_head
+        from emu.translate.blockcache import invalidate_page
+
+        for ppn in range(first, last + 1):
+            if heads[ppn & 0xFFFFF]:
+                invalidate_page(self.blocks.bc.ctypes.data, ppn)
+
+    def read_phys(self, addr: int, n: int) -> bytes:
+        return self.phys.read(addr, n)
+
+    def reset_memory(self) -> None:
+        """Zero all RAM (keeping ROM), forget every block and the TLB: a clean slate for tests."""
+        self.mem[: self.phys.ram_bytes] = 0
+        self.flush_blocks()
+        self.flush_tlb()
+
+    def stats_dict(self) -> dict[str, int]:
+        d = K.as_dict(self.stats)
+        d["tb_live"] = self.blocks.live_blocks()
+        d["tb_invalidated"] = int(self.blocks.bc[4])
+        d["tb_flushes"] = int(self.blocks.bc[5])
+        return d
