@@ -21,6 +21,12 @@ Emulation choices:
   (ATA-6 5.2.9). The IRQ line is INTRQ gated by nIEN of the selected device.
 - After a PIO data transfer the command block registers hold the address of the last sector
   transferred and the remaining sector count; on an error they hold the failing sector's address.
+- ATAPI CD-ROM (`AtapiDrive`, ATA-6 9.10 PACKET protocol, PIO only): IDENTIFY PACKET DEVICE,
+  PACKET with TEST UNIT READY, REQUEST SENSE, INQUIRY, READ CAPACITY, READ(10)/(12), START STOP and
+  PREVENT ALLOW; anything else is CHECK CONDITION / ILLEGAL REQUEST. The packet's DRQ comes without
+  an interrupt (IDENTIFY PACKET word 0 bits 6:5 = 00b); each data chunk (at most the host's byte
+  count limit) and the completion interrupt. After a reset the channel shows the signature of the
+  device selected next (the registers are shared), until the host writes them.
 - Write-protected images: writes abort (ERR + ABRT), the sectors before the failing block stay
   written, as on a drive that fails mid-command.
 """
@@ -86,6 +92,7 @@ CTL_NIEN = 0x02
 
 # Commands (ATA-6 clause 8)
 CMD_NOP = 0x00
+CMD_DEVICE_RESET = 0x08
 CMD_RECALIBRATE = 0x10  # 10h-1Fh
 CMD_READ_SECTORS = 0x20
 CMD_READ_SECTORS_NR = 0x21  # without retry (obsolete)
@@ -169,6 +176,8 @@ def _ata_string(text: str, nbytes: int) -> list[int]:
 class AtaDrive:
     """A hard disk on a channel: an image plus the per-device settings the commands change."""
 
+    atapi = False
+
     def __init__(self, image: DiskImage, serial: str = "PYEMU00000000"):
         self.image = image
         self.serial = serial
@@ -221,6 +230,69 @@ class AtaDrive:
         return bytes(data)
 
 
+# ATAPI (ATA-6 9.10 PACKET protocol; SCSI MMC/SPC command set for the CD-ROM)
+CMD_PACKET = 0xA0
+ATAPI_SIGNATURE = (0x14, 0xEB)  # LBA mid / high after reset of a packet device (ATA-6 9.12)
+IR_COD = 0x01  # interrupt reason (sector count register): command packet
+IR_IO = 0x02  # to the host
+PACKET_SIZE = 12
+CD_BLOCK = 2048
+CD_SECTORS_PER_BLOCK = CD_BLOCK // SECTOR_SIZE
+FEAT_DMA = 0x01
+ID_GENERAL_ATAPI_CDROM = 0x85C0  # word 0: ATAPI, CD-ROM (05h), removable, 12-byte packets
+SCSI_TEST_UNIT_READY = 0x00
+SCSI_REQUEST_SENSE = 0x03
+SCSI_INQUIRY = 0x12
+SCSI_START_STOP = 0x1B
+SCSI_PREVENT_ALLOW = 0x1E
+SCSI_READ_CAPACITY = 0x25
+SCSI_READ_10 = 0x28
+SCSI_READ_12 = 0xA8
+SENSE_NONE, SENSE_NOT_READY, SENSE_ILLEGAL_REQUEST = 0x00, 0x02, 0x05
+ASC_MEDIUM_NOT_PRESENT = 0x3A
+ASC_INVALID_COMMAND = 0x20
+ASC_LBA_OUT_OF_RANGE = 0x21
+INQUIRY_CDROM = 0x05
+INQUIRY_REMOVABLE = 0x80
+INQUIRY_LENGTH = 36
+SENSE_LENGTH = 18
+SENSE_FIXED_CURRENT = 0x70
+MAX_BYTE_COUNT = 0xFFFE
+
+
+class AtapiDrive:
+    """An ATAPI CD-ROM (`-cdrom`): 2048-byte blocks from a raw ISO image (or no medium)."""
+
+    atapi = True
+
+    def __init__(self, image: DiskImage | None = None, serial: str = "PYEMUCD0001"):
+        self.image = image
+        self.serial = serial
+        self.reset()
+
+    def reset(self) -> None:
+        self.sense = (SENSE_NONE, 0)
+        self.multiple = 0
+
+    @property
+    def blocks(self) -> int:
+        return self.image.sectors // CD_SECTORS_PER_BLOCK if self.image else 0
+
+    def identify(self) -> bytes:
+        """IDENTIFY PACKET DEVICE (ATA-6 8.16)."""
+        w = [0] * ID_WORDS
+        w[0] = ID_GENERAL_ATAPI_CDROM
+        w[10:20] = _ata_string(self.serial, 20)
+        w[23:27] = _ata_string(FIRMWARE, 8)
+        w[27:47] = _ata_string("pyemu CD-ROM", 40)
+        w[49] = ID_CAP_LBA | ID_CAP_IORDY
+        w[53] = ID_FIELDS_VALID
+        w[64] = ID_PIO_3_4
+        w[65] = w[66] = w[67] = w[68] = ID_CYCLE_NS
+        w[80] = ID_MAJOR_ATA1_6
+        return b"".join(x.to_bytes(2, "little") for x in w)
+
+
 class AtaChannel:
     """One IDE channel (cable): command block at `base`, control block at `ctrl`, one IRQ line."""
 
@@ -261,6 +333,19 @@ class AtaChannel:
         self.buffer = bytearray()
         self.pos = 0
         self.xfer: dict | None = None
+        self.signature_fresh = True
+        self._load_signature()
+
+    def _load_signature(self) -> None:
+        """Each device leaves its own signature after a reset; the channel keeps one register copy,
+        so the selected device's signature is shown until the host writes the registers."""
+        if self.drive is not None and self.drive.atapi:
+            self.lba_mid, self.lba_high = ATAPI_SIGNATURE
+            self.status = 0  # packet devices clear DRDY after reset (ATA-6 9.12)
+        else:
+            self.lba_mid = self.lba_high = 0
+            self.status = ST_DRDY | ST_DSC
+        self.nsector = self.lba_low = 1
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -347,6 +432,9 @@ class AtaChannel:
             return  # ATA-6 9.16: commands to an absent device 1 are ignored
         self.intrq = False
         self._update_irq()
+        if drive.atapi:
+            self._atapi_command(cmd)
+            return
         if cmd in (CMD_READ_SECTORS, CMD_READ_SECTORS_NR):
             self._start_rw(write=False, lba48=False, block=1)
         elif cmd in (CMD_WRITE_SECTORS, CMD_WRITE_SECTORS_NR):
@@ -514,6 +602,9 @@ class AtaChannel:
     def _buffer_drained(self) -> None:
         """The guest moved the last byte of a DRQ block."""
         x = self.xfer
+        if x is not None and x.get("atapi"):
+            self._atapi_drained()
+            return
         if x is None:  # IDENTIFY and other single-block data-in: back to idle, no interrupt
             self.status = ST_DRDY | ST_DSC
             self.buffer = bytearray()
@@ -546,6 +637,109 @@ class AtaChannel:
             self._interrupt()  # ATA-6 9.8: INTRQ when the device is ready for the next block
         else:
             self._complete()
+
+    # -- ATAPI -----------------------------------------------------------------------------------
+    def _atapi_command(self, cmd: int) -> None:
+        """The ATA commands a packet device takes (ATA-6 6.3): IDENTIFY DEVICE aborts with the
+        signature in the registers so the host knows to use IDENTIFY PACKET DEVICE."""
+        if cmd == CMD_IDENTIFY_PACKET:
+            self._start_data_in(self.drive.identify())
+        elif cmd == CMD_PACKET:
+            if self.features & FEAT_DMA:
+                self._abort()
+                return
+            limit = (self.lba_mid | self.lba_high << 8) or MAX_BYTE_COUNT
+            self.xfer = {"atapi": True, "write": True, "phase": "packet", "limit": limit & ~1,
+                         "data": b""}
+            self.buffer = bytearray(PACKET_SIZE)
+            self.pos = 0
+            self.nsector = IR_COD
+            self.status = ST_DRDY | ST_DSC | ST_DRQ  # DRQ for the packet, no interrupt
+        elif cmd == CMD_EXECUTE_DIAGNOSTIC:
+            self._soft_reset_registers_keep_select()
+            self._interrupt()
+        elif cmd == CMD_DEVICE_RESET:
+            self._soft_reset_registers_keep_select()  # no interrupt (ATA-6 8.7)
+        elif cmd in (CMD_CHECK_POWER_MODE, CMD_IDLE_IMMEDIATE, CMD_STANDBY_IMMEDIATE, CMD_SET_FEATURES):
+            self._complete()
+        else:
+            self._abort()
+            self._load_signature_regs_only()
+
+    def _load_signature_regs_only(self) -> None:
+        self.nsector = self.lba_low = 1
+        self.lba_mid, self.lba_high = ATAPI_SIGNATURE
+
+    def _atapi_drained(self) -> None:
+        x = self.xfer
+        if x["phase"] == "packet":
+            self._atapi_execute(bytes(self.buffer))
+        elif x["data"]:
+            self._atapi_send_chunk()
+        else:
+            self._atapi_done()
+
+    def _atapi_done(self, key: int = SENSE_NONE, asc: int = 0) -> None:
+        drive = self.drive
+        drive.sense = (key, asc)
+        self.xfer = None
+        self.buffer = bytearray()
+        self.pos = 0
+        self.nsector = IR_COD | IR_IO
+        self.status = ST_DRDY | ST_DSC | (ST_ERR if key else 0)
+        self.error = (key << 4 | ER_ABRT) if key else 0
+        self._interrupt()
+
+    def _atapi_send_chunk(self) -> None:
+        x = self.xfer
+        n = min(len(x["data"]), x["limit"])
+        self.buffer, x["data"] = bytearray(x["data"][:n]), x["data"][n:]
+        self.pos = 0
+        x["write"] = False
+        x["phase"] = "data"
+        self.lba_mid, self.lba_high = n & 0xFF, n >> 8
+        self.nsector = IR_IO
+        self.status = ST_DRDY | ST_DSC | ST_DRQ
+        self._interrupt()
+
+    def _atapi_execute(self, cdb: bytes) -> None:
+        """The SCSI commands a CD-ROM needs to be found and read (SPC-2, MMC-2)."""
+        drive = self.drive
+        op = cdb[0]
+        data = None
+        if op == SCSI_REQUEST_SENSE:
+            key, asc = drive.sense
+            sense = bytearray(SENSE_LENGTH)
+            sense[0], sense[2], sense[7], sense[12] = SENSE_FIXED_CURRENT, key, SENSE_LENGTH - 8, asc
+            data = bytes(sense[:cdb[4]])
+        elif op == SCSI_INQUIRY:
+            inq = bytearray(INQUIRY_LENGTH)
+            inq[0], inq[1], inq[3], inq[4] = INQUIRY_CDROM, INQUIRY_REMOVABLE, 0x21, INQUIRY_LENGTH - 5
+            inq[8:36] = b"pyemu   " + b"CD-ROM".ljust(16) + FIRMWARE.encode().ljust(4)
+            data = bytes(inq[:cdb[4]])
+        elif op in (SCSI_START_STOP, SCSI_PREVENT_ALLOW):
+            data = b""
+        elif drive.image is None:
+            self._atapi_done(SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT)
+            return
+        elif op == SCSI_TEST_UNIT_READY:
+            data = b""
+        elif op == SCSI_READ_CAPACITY:
+            data = (drive.blocks - 1).to_bytes(4, "big") + CD_BLOCK.to_bytes(4, "big")
+        elif op in (SCSI_READ_10, SCSI_READ_12):
+            lba = int.from_bytes(cdb[2:6], "big")
+            count = int.from_bytes(cdb[7:9] if op == SCSI_READ_10 else cdb[6:10], "big")
+            if lba + count > drive.blocks:
+                self._atapi_done(SENSE_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE)
+                return
+            data = drive.image.read_sectors(lba * CD_SECTORS_PER_BLOCK, count * CD_SECTORS_PER_BLOCK)
+        if data is None:
+            self._atapi_done(SENSE_ILLEGAL_REQUEST, ASC_INVALID_COMMAND)
+        elif not data:
+            self._atapi_done()
+        else:
+            self.xfer["data"] = data
+            self._atapi_send_chunk()
 
     # -- data port -------------------------------------------------------------------------------
     def _data_read(self, size: int) -> int:
@@ -620,6 +814,8 @@ class AtaChannel:
         value &= 0xFF
         if reg != REG_STATUS_COMMAND:
             self.control &= ~CTL_HOB  # ATA-6 7.8: a command block write clears HOB
+        if reg != REG_DEVICE:
+            self.signature_fresh = False
         if reg == REG_ERROR_FEATURES:
             self.hob[0], self.features = self.features, value
         elif reg == REG_SECTOR_COUNT:
@@ -632,6 +828,8 @@ class AtaChannel:
             self.hob[4], self.lba_high = self.lba_high, value
         elif reg == REG_DEVICE:
             self.device = value & ~DEV_OBSOLETE
+            if self.signature_fresh and self.status & (ST_BSY | ST_DRQ) == 0:
+                self._load_signature()
             self._update_irq()
         elif self.status & ST_BSY == 0:
             self._command(value)
@@ -659,8 +857,9 @@ class AtaChannel:
             "device": self.device, "control": self.control, "error": self.error,
             "status": self.status, "intrq": self.intrq, "buffer": bytes(self.buffer),
             "pos": self.pos, "xfer": dict(self.xfer) if self.xfer else None,
-            "drives": [None if d is None else {"geometry": list(d.geometry), "multiple": d.multiple}
-                       for d in self.drives],
+            "signature_fresh": self.signature_fresh,
+            "drives": [None if d is None else {"sense": list(d.sense)} if d.atapi else
+                       {"geometry": list(d.geometry), "multiple": d.multiple} for d in self.drives],
         }
 
     def load_state(self, s: dict) -> None:
@@ -670,8 +869,11 @@ class AtaChannel:
         self.status, self.intrq = s["status"], s["intrq"]
         self.buffer, self.pos = bytearray(s["buffer"]), s["pos"]
         self.xfer = dict(s["xfer"]) if s["xfer"] else None
+        self.signature_fresh = s["signature_fresh"]
         for d, ds in zip(self.drives, s["drives"], strict=True):
-            if d is not None and ds is not None:
+            if d is not None and d.atapi:
+                d.sense = tuple(ds["sense"])
+            elif d is not None and ds is not None:
                 d.geometry = Geometry(*ds["geometry"])
                 d.multiple = ds["multiple"]
         self._update_irq()

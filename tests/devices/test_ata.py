@@ -442,3 +442,83 @@ def test_file_image_round_trip_through_the_controller(tmp_path):
     bus.write(CMD, 1, 0x20)
     assert read_block(bus) == b"\x77" * 512
     assert path.read_bytes() == before  # -snapshot
+
+
+# -- ATAPI CD-ROM (optional feature) ---------------------------------------------------------------
+
+def cdrom_machine(blocks=16, media=True):
+    from emu.devices.ata import AtapiDrive
+
+    clock = VirtualClock(icount=True)
+    bus = IoBus()
+    irqs = Irqs()
+    iso = b"".join(bytes([b]) * 2048 for b in range(blocks))
+    cd = AtapiDrive(DiskImage.from_bytes(iso, readonly=True) if media else None)
+    ctl = AtaController(clock, IrqLine(irqs.sink, 14), IrqLine(irqs.sink, 15),
+                        [AtaDrive(DiskImage.from_bytes(pattern(64))), None, cd, None])
+    ctl.attach(bus)
+    return bus, irqs, ctl
+
+
+S = SECONDARY_BASE
+
+
+def packet(bus, cdb, limit=0xFFFE):
+    bus.write(S + 1, 1, 0)
+    bus.write(S + 4, 1, limit & 0xFF)
+    bus.write(S + 5, 1, limit >> 8)
+    bus.write(S + 7, 1, 0xA0)
+    assert bus.read(S + 7, 1) & ST_DRQ and bus.read(S + 2, 1) == 0x01  # CoD, to the device
+    cdb = cdb.ljust(12, b"\0")
+    for i in range(0, 12, 2):
+        bus.write(S, 2, int.from_bytes(cdb[i:i + 2], "little"))
+
+
+def packet_data(bus):
+    out = b""
+    while bus.read(S + 7, 1) & ST_DRQ:
+        assert bus.read(S + 2, 1) == 0x02  # IO: to the host
+        n = bus.read(S + 4, 1) | bus.read(S + 5, 1) << 8
+        out += b"".join(bus.read(S, 2).to_bytes(2, "little") for _ in range(n // 2))
+    return out
+
+
+def test_atapi_signature_after_srst_and_identify_device_aborts():
+    bus, _, _ = cdrom_machine()
+    bus.write(0x376, 1, CTL_SRST)
+    bus.write(0x376, 1, 0)
+    assert (bus.read(S + 4, 1), bus.read(S + 5, 1)) == (0x14, 0xEB)
+    bus.write(S + 7, 1, 0xEC)
+    assert bus.read(S + 1, 1) & ER_ABRT
+    assert (bus.read(S + 4, 1), bus.read(S + 5, 1)) == (0x14, 0xEB)
+
+
+def test_identify_packet_device_describes_a_cdrom():
+    bus, _, _ = cdrom_machine()
+    bus.write(S + 7, 1, 0xA1)
+    block = b"".join(bus.read(S, 2).to_bytes(2, "little") for _ in range(256))
+    assert word(block, 0) >> 14 == 2 and word(block, 0) >> 8 & 0x1F == 5
+    assert "pyemu" in ata_string(block, 27, 46)
+
+
+def test_atapi_read_capacity_and_read10():
+    bus, irqs, _ = cdrom_machine(blocks=16)
+    packet(bus, bytes([0x25]))
+    assert packet_data(bus) == (15).to_bytes(4, "big") + (2048).to_bytes(4, "big")
+    assert bus.read(S + 2, 1) == 0x03 and not bus.read(S + 7, 1) & ST_ERR
+    before = irqs.edges[15]
+    packet(bus, bytes([0x28, 0, 0, 0, 0, 3, 0, 0, 2]), limit=2048)
+    assert packet_data(bus) == b"\x03" * 2048 + b"\x04" * 2048
+    assert irqs.edges[15] - before == 3  # one per 2048-byte chunk, one at completion
+
+
+def test_atapi_inquiry_and_request_sense_after_an_error():
+    bus, _, _ = cdrom_machine(media=False)
+    packet(bus, bytes([0x12, 0, 0, 0, 36]))
+    inq = packet_data(bus)
+    assert inq[0] == 5 and inq[1] & 0x80 and b"pyemu" in inq
+    packet(bus, bytes([0x00]))  # TEST UNIT READY without a disc
+    assert bus.read(S + 7, 1) & ST_ERR and bus.read(S + 1, 1) >> 4 == 2
+    packet(bus, bytes([0x03, 0, 0, 0, 18]))
+    sense = packet_data(bus)
+    assert sense[2] == 2 and sense[12] == 0x3A
