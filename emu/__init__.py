@@ -1,3 +1,48 @@
 """pyemu: a PC emulator that runs x86 guest code as cached, compiled translation blocks."""
 
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+_KEEP_CACHES = 3
+_COMPILED_PACKAGES = ("cpu", "mmu", "translate")  # where the numba code lives
+
+
+def _select_numba_cache() -> None:
+    """Point numba's on-disk cache at a directory keyed by the source of the whole package.
+
+    Numba keys a cached function on its own file only, so a change to a helper in another module
+    would leave a stale compiled caller behind (execution.md also notes that the cache ignores
+    NUMBA_OPT). Hashing every source file that holds compiled code gives each build its own cache; old ones are
+    pruned. An explicit NUMBA_CACHE_DIR wins.
+    """
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha1(os.environ.get("NUMBA_OPT", "3").encode())
+    compiled = [root / "rawptr.py", root / "stats.py"]
+    for sub in _COMPILED_PACKAGES:
+        compiled.extend((root / sub).rglob("*.py"))
+    for path in sorted(compiled):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyemu"
+    target = base / f"numba-{digest.hexdigest()[:16]}"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        old = sorted((p for p in base.glob("numba-*") if p != target), key=lambda p: p.stat().st_mtime)
+        for stale in old[:-(_KEEP_CACHES - 1)] if len(old) >= _KEEP_CACHES else []:
+            import shutil
+
+            shutil.rmtree(stale, ignore_errors=True)
+        os.utime(target)
+    except OSError:
+        return  # no writable cache directory: numba falls back to its default
+    os.environ["NUMBA_CACHE_DIR"] = str(target)
+
+
+_select_numba_cache()

@@ -103,7 +103,7 @@ def _host_store(a, size, v):
         store_i64(a, v)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def vread(tp, mp, cp, la, size, user):
     """Read `size` bytes at linear address `la`: TLB fast path inline, else the slow path."""
     p = tp + (((ACC_READ << TLB_BITS) + ((la >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE) * 8
@@ -112,7 +112,7 @@ def vread(tp, mp, cp, la, size, user):
     return mem_read_slow(cp, la, size, user, ACC_READ)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def vwrite(tp, mp, cp, la, size, v, user):
     """Write `size` bytes at `la`; 0 or a negative failure code."""
     p = tp + (((ACC_WRITE << TLB_BITS) + ((la >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE) * 8
@@ -122,7 +122,7 @@ def vwrite(tp, mp, cp, la, size, v, user):
     return mem_write_slow(cp, la, size, v, user)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def vfetch(tp, mp, cp, la, size, user):
     """Read code bytes (execute access)."""
     p = tp + (((ACC_EXEC << TLB_BITS) + ((la >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE) * 8
@@ -131,7 +131,7 @@ def vfetch(tp, mp, cp, la, size, user):
     return mem_read_slow(cp, la, size, user, ACC_EXEC)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def vprobe_write(tp, mp, cp, la, size, user):
     """Check that `size` bytes at `la` are writable, without writing (a read-modify-write's
     write permission must be known before any state changes). 0 or a failure code."""
@@ -169,7 +169,7 @@ def seg_fault(sp, seg, ea, size, write):
     return (base + ea) & 0xFFFF_FFFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def seg_la(sp, seg, ea, size, write):
     """Linear address of `size` bytes at offset `ea` in segment `seg`, or MEM_FAULT."""
     o = S.SEG_BASE_SLOT + seg * S.SEG_STRIDE
@@ -215,7 +215,7 @@ def set_sp(sp, value, smask):
         store_i64(sp + S.ESP * 8, value & 0xFFFF_FFFF)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def push_at(sp, tp, mp, cp, user, esp, smask, size, v):
     """Store `v` below stack offset `esp` without committing ESP; the new offset, or < 0."""
     nsp = (esp - size) & smask
@@ -228,7 +228,7 @@ def push_at(sp, tp, mp, cp, user, esp, smask, size, v):
     return nsp
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def pop_at(sp, tp, mp, cp, user, esp, size):
     """Read `size` bytes at stack offset `esp` (no ESP change); the value, or < 0."""
     la = seg_la(sp, S.SS, esp, size, False)

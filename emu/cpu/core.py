@@ -103,6 +103,36 @@ class CpuCore:
         if seg in (S.CS, S.SS):
             self._update_hflags()
 
+    def setup_flat32(self, paging: bool = False, page_tables: int = 0x80000, map_mib: int = 16) -> None:
+        """Enter 32-bit protected mode with flat 4 GiB segments, as a test or benchmark harness
+        (no GDT in memory: the segment caches are loaded directly, as after a far jump).
+
+        With `paging`, identity-map the first `map_mib` MiB through 4 KiB page tables built at
+        `page_tables` (the page directory, then one table per 4 MiB), supervisor read/write, and
+        turn on CR0.PG.
+        """
+        st = self.st
+        flat_code = S.ATTR_P | S.ATTR_S | S.ATTR_CODE | S.ATTR_WRITABLE | S.ATTR_ACCESSED | S.ATTR_DB | S.ATTR_G
+        flat_data = S.ATTR_P | S.ATTR_S | S.ATTR_WRITABLE | S.ATTR_ACCESSED | S.ATTR_DB | S.ATTR_G
+        st[S.CR0] |= 1
+        for seg in range(6):
+            st[S.seg_slot(seg, S.SEG_SEL)] = 0x08 if seg == S.CS else 0x10
+            st[S.seg_slot(seg, S.SEG_BASE)] = 0
+            st[S.seg_slot(seg, S.SEG_LIMIT)] = 0xFFFF_FFFF
+            st[S.seg_slot(seg, S.SEG_ATTR)] = flat_code if seg == S.CS else flat_data
+        if paging:
+            pd = page_tables
+            tables = (map_mib + 3) // 4
+            for t in range(tables):
+                pt = pd + 0x1000 * (t + 1)
+                self.write_phys(pd + 4 * t, (pt | 0x3).to_bytes(4, "little"))
+                entries = b"".join((((t << 22) + (i << 12)) | 0x3).to_bytes(4, "little") for i in range(1024))
+                self.write_phys(pt, entries)
+            st[S.CR3] = pd
+            st[S.CR0] |= 0x8000_0000
+        self.flush_tlb()
+        self._update_hflags()
+
     def get_flags(self) -> int:
         st = self.st
         return F.read_eflags(int(st[S.CC_OP]), int(st[S.CC_DST]), int(st[S.CC_SRC]), int(st[S.CC_SRC2]),

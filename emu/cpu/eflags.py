@@ -19,7 +19,7 @@ WRITABLE = (F.CF | F.PF | F.AF | F.ZF | F.SF | F.TF | F.IF | F.DF | F.OF | F.IOP
 RESERVED_ONES = F.FIXED1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def get_eflags(sp):
     return F.read_eflags(sget(sp, S.CC_OP), sget(sp, S.CC_DST), sget(sp, S.CC_SRC), sget(sp, S.CC_SRC2),
                          sget(sp, S.EFLAGS))
@@ -30,7 +30,7 @@ def get_cf(sp):
     return F.compute_cf(sget(sp, S.CC_OP), sget(sp, S.CC_DST), sget(sp, S.CC_SRC), sget(sp, S.CC_SRC2))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def set_eflags(sp, value):
     """Write EFLAGS outright (the caller has applied any privilege mask)."""
     sset(sp, S.EFLAGS, (value & 0xFFFF_FFFF & ~0x8028) | RESERVED_ONES)  # bits 3, 5, 15 read as 0
@@ -40,7 +40,7 @@ def set_eflags(sp, value):
     sset(sp, S.CC_SRC2, 0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def set_status(sp, status):
     """Replace only the six status flags."""
     sset(sp, S.CC_OP, F.CC_OP_EFLAGS)

@@ -42,15 +42,8 @@ from emu.cpu.far import far_call, far_jmp, far_ret, iret
 from emu.cpu.interrupts import DELIVER_TRIPLE, deliver
 from emu.cpu.segments import load_seg, update_hflags
 from emu.cpu.strings import string_op
-
-try:
-    from emu.cpu.system import system_insn
-except ImportError:  # pragma: no cover - only while the system group is being written
-    @njit(cache=True)
-    def system_insn(sp, tp, mp, cp, op, size, dst, src, has_mem, ea, seg, imm, user):
-        store_i64(sp + S.EXIT_REASON * 8, S.EXIT_UNIMPLEMENTED)
-        store_i64(sp + S.EXIT_ARG0 * 8, 0x4000 + op)
-        return -2
+from emu.cpu.sysops import SYS_END_BLOCK
+from emu.cpu.system import system_insn
 from emu.mmu.softmmu import CTX_PMAP, MEM_EXIT
 from emu.mmu.softmmu import translate as mmu_translate
 from emu.mmu.tlb import (
@@ -484,44 +477,6 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                             fail = vwrite(tp, mp, cp, la, size, r, user)
                         if fail >= 0:
                             _set_cc(sp, o, d, s_, s2)
-            elif h == H.H_MULDIV:
-                if dst >= 0:
-                    b = rget(sp, dst, size)
-                else:
-                    la = seg_la(sp, seg, ea, size, False)
-                    b = la if la < 0 else vread(tp, mp, cp, la, size, user)
-                if b < 0:
-                    fail = b
-                elif aux == 4 or aux == 5:
-                    a = rget(sp, 0, size)
-                    if aux == 4:
-                        lo, hi, o, d, s_, s2 = A.mul(a, b, size)
-                    else:
-                        lo, hi, o, d, s_, s2 = A.imul(a, b, size)
-                    if size == 1:
-                        rset(sp, 0, 2, (hi << 8) | lo)
-                    else:
-                        rset(sp, 0, size, lo)
-                        rset(sp, 2, size, hi)
-                    _set_cc(sp, o, d, s_, s2)
-                else:
-                    if size == 1:
-                        hi = rget(sp, 4, 1)
-                        lo = rget(sp, 0, 1)
-                    else:
-                        hi = rget(sp, 2, size)
-                        lo = rget(sp, 0, size)
-                    if aux == 6:
-                        q, rem, de = A.div(hi, lo, b, size)
-                    else:
-                        q, rem, de = A.idiv(hi, lo, b, size)
-                    if de:
-                        fail = raise_fault(sp, DE_VECTOR, -1)
-                    elif size == 1:
-                        rset(sp, 0, 2, (rem << 8) | q)
-                    else:
-                        rset(sp, 0, size, q)
-                        rset(sp, 2, size, rem)
             elif h == H.H_IMUL2:
                 if src >= 0:
                     b = rget(sp, src, size)
@@ -576,64 +531,6 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                     if res < 0:
                         fail = res
                         res = NEXT
-            elif h == H.H_PUSH_SREG:
-                v = st[S.SEGSEL + dst * S.SEG_STRIDE]
-                nsp = (st[S.ESP] - size) & smask
-                la = seg_la(sp, S.SS, nsp, size, True)
-                # a 32-bit push of a segment register writes only 16 bits on P6-family CPUs
-                fail = la if la < 0 else vwrite(tp, mp, cp, la, 2, v, user)
-                if fail >= 0:
-                    set_sp(sp, nsp, smask)
-            elif h == H.H_POP_SREG:
-                osp = st[S.ESP]
-                v = pop_at(sp, tp, mp, cp, user, osp & smask, 2)
-                if v < 0:
-                    fail = v
-                else:
-                    fail = load_seg(sp, tp, mp, cp, dst, v)
-                    if fail >= 0:
-                        set_sp(sp, osp + size, smask)
-                        if dst == S.SS:
-                            st[S.INHIBIT_IRQ] = 1
-                        st[S.EIP] = neip
-                        res = JUMP
-            elif h == H.H_MOV_TO_SREG:
-                if src >= 0:
-                    v = rget(sp, src, 2)
-                else:
-                    la = seg_la(sp, seg, ea, 2, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, 2, user)
-                if v < 0:
-                    fail = v
-                else:
-                    fail = load_seg(sp, tp, mp, cp, dst, v)
-                    if fail >= 0:
-                        if dst == S.SS:
-                            st[S.INHIBIT_IRQ] = 1
-                        st[S.EIP] = neip
-                        res = JUMP
-            elif h == H.H_MOV_FROM_SREG:
-                v = st[S.SEGSEL + src * S.SEG_STRIDE]
-                if dst >= 0:
-                    rset(sp, dst, size, v)
-                else:
-                    la = seg_la(sp, seg, ea, 2, True)
-                    fail = la if la < 0 else vwrite(tp, mp, cp, la, 2, v, user)
-            elif h == H.H_LXS:
-                la = seg_la(sp, seg, ea, size + 2, False)
-                off = la if la < 0 else vread(tp, mp, cp, la, size, user)
-                if off < 0:
-                    fail = off
-                else:
-                    sel = vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, 2, user)
-                    if sel < 0:
-                        fail = sel
-                    else:
-                        fail = load_seg(sp, tp, mp, cp, aux, sel)
-                        if fail >= 0:
-                            rset(sp, dst, size, off)
-                            st[S.EIP] = neip
-                            res = JUMP
             elif h == H.H_JMP_IND or h == H.H_CALL_IND:
                 if dst >= 0:
                     v = rget(sp, dst, size)
@@ -653,30 +550,6 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                         set_sp(sp, nsp, smask)
                         st[S.EIP] = v
                         res = JUMP
-            elif h == H.H_JMP_FAR or h == H.H_CALL_FAR:
-                if x & X_MEM:
-                    la = seg_la(sp, seg, ea, size + 2, False)
-                    off = la if la < 0 else vread(tp, mp, cp, la, size, user)
-                    sel = off if off < 0 else vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, 2, user)
-                else:
-                    off = imm
-                    sel = rows[rb + R_IMM2]
-                if off < 0:
-                    fail = off
-                elif sel < 0:
-                    fail = sel
-                else:
-                    if h == H.H_JMP_FAR:
-                        fail = far_jmp(sp, tp, mp, cp, sel, off, size, neip)
-                    else:
-                        fail = far_call(sp, tp, mp, cp, sel, off, size, neip)
-                    res = JUMP
-            elif h == H.H_RET_FAR:
-                fail = far_ret(sp, tp, mp, cp, size, imm & 0xFFFF)
-                res = JUMP
-            elif h == H.H_IRET:
-                fail = iret(sp, tp, mp, cp, size)
-                res = JUMP
             elif h == H.H_LOOP:
                 asz = rows[rb + R_ASIZE]
                 cmask = 0xFFFF if asz == 2 else 0xFFFF_FFFF
@@ -698,122 +571,6 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                     st[S.EIP] = neip
                     prev_way = 1
                 res = JUMP
-            elif h == H.H_INT:
-                ef = st[S.EFLAGS]
-                if aux == 0 and (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
-                    fail = raise_fault(sp, GP_VECTOR, 0)
-                elif aux == 2 and not _cond(sp, F.CC_O):
-                    pass
-                else:
-                    vec = imm & 0xFF if aux == 0 else (3 if aux == 1 else (4 if aux == 2 else 1))
-                    r = deliver(sp, tp, mp, cp, vec, -1, neip, aux != 3)
-                    if r < 0 and r != DELIVER_TRIPLE:
-                        res = RESTART  # not delivered (EXIT_REASON says why): redo it later
-                    else:
-                        stats[K.INTERRUPTS] += 1
-                        res = JUMP
-            elif h == H.H_BOUND:
-                la = seg_la(sp, seg, ea, 2 * size, False)
-                lo = la if la < 0 else vread(tp, mp, cp, la, size, user)
-                hi = lo if lo < 0 else vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, size, user)
-                if lo < 0:
-                    fail = lo
-                elif hi < 0:
-                    fail = hi
-                else:
-                    bits = size * 8
-                    idx = A.sign_extend(rget(sp, dst, size), bits)
-                    if idx < A.sign_extend(lo, bits) or idx > A.sign_extend(hi, bits):
-                        fail = raise_fault(sp, BR_VECTOR, -1)
-            elif h == H.H_IN or h == H.H_OUT:
-                port = (imm & 0xFF) if src == -1 else (st[S.EDX] & 0xFFFF)
-                if not _io_allowed(sp, tp, mp, cp, port, size):
-                    fail = raise_fault(sp, GP_VECTOR, 0)
-                elif h == H.H_IN:
-                    if st[S.IO_PENDING]:
-                        st[S.IO_PENDING] = 0
-                        rset(sp, 0, size, st[S.IO_VALUE])
-                    else:
-                        st[S.EXIT_REASON] = S.EXIT_IO_IN
-                        st[S.EXIT_ARG0] = port
-                        st[S.EXIT_ARG1] = size
-                        res = RESTART
-                else:
-                    st[S.EXIT_REASON] = S.EXIT_IO_OUT
-                    st[S.EXIT_ARG0] = port
-                    st[S.EXIT_ARG1] = size
-                    st[S.EXIT_ARG2] = rget(sp, 0, size)
-                    st[S.EIP] = neip
-                    res = STOP
-            elif h == H.H_FLAGOP:
-                if aux <= 2:
-                    f = get_eflags(sp)
-                    if aux == 0:
-                        f ^= F.CF
-                    elif aux == 1:
-                        f &= ~F.CF
-                    else:
-                        f |= F.CF
-                    set_status(sp, f)
-                elif aux == 3 or aux == 4:
-                    ef = st[S.EFLAGS]
-                    if (st[S.CR0] & 1) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) < (hfl & 3):
-                        fail = raise_fault(sp, GP_VECTOR, 0)
-                    elif (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
-                        fail = raise_fault(sp, GP_VECTOR, 0)
-                    elif aux == 3:
-                        st[S.EFLAGS] = ef & ~F.IF
-                    else:
-                        if not (ef & F.IF):
-                            st[S.INHIBIT_IRQ] = 1
-                        st[S.EFLAGS] = ef | F.IF
-                elif aux == 5:
-                    st[S.EFLAGS] &= ~F.DF
-                else:
-                    st[S.EFLAGS] |= F.DF
-                if fail >= 0:
-                    st[S.EIP] = neip
-                    res = JUMP
-            elif h == H.H_PUSHF:
-                ef = st[S.EFLAGS]
-                if (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
-                    fail = raise_fault(sp, GP_VECTOR, 0)
-                else:
-                    v = get_eflags(sp) & ~(F.RF | F.VM) & _mask(size)
-                    nsp = push_at(sp, tp, mp, cp, user, st[S.ESP], smask, size, v)
-                    if nsp < 0:
-                        fail = nsp
-                    else:
-                        set_sp(sp, nsp, smask)
-            elif h == H.H_POPF:
-                ef = st[S.EFLAGS]
-                if (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
-                    fail = raise_fault(sp, GP_VECTOR, 0)
-                else:
-                    osp = st[S.ESP]
-                    v = pop_at(sp, tp, mp, cp, user, osp & smask, size)
-                    if v < 0:
-                        fail = v
-                    else:
-                        set_sp(sp, osp + size, smask)
-                        m = popf_mask(sp, size)
-                        set_eflags(sp, (get_eflags(sp) & ~m) | (v & m))
-                        st[S.EIP] = neip
-                        res = JUMP
-            elif h == H.H_HLT:
-                if (st[S.CR0] & 1) and (hfl & 3) != 0:
-                    fail = raise_fault(sp, GP_VECTOR, 0)
-                else:
-                    st[S.HALTED] = 1
-                    st[S.EXIT_REASON] = S.EXIT_HLT
-                    stats[K.EXIT_HLT] += 1
-                    st[S.EIP] = neip
-                    res = STOP
-            elif h == H.H_LAHF:
-                rset(sp, 4, 1, (get_eflags(sp) & 0xD5) | 0x02)
-            elif h == H.H_SAHF:
-                f = get_eflags(sp)
-                set_status(sp, (f & ~0xD5) | (rget(sp, 4, 1) & 0xD5))
             elif h == H.H_CBW:
                 if size == 2:
                     rset(sp, 0, 2, A.sign_extend(rget(sp, 0, 1), 8) & 0xFFFF)
@@ -822,140 +579,10 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             elif h == H.H_CWD:
                 a = rget(sp, 0, size)
                 rset(sp, 2, size, _mask(size) if a >> (size * 8 - 1) else 0)
-            elif h == H.H_XLAT:
-                asz = rows[rb + R_ASIZE]
-                off = (rget(sp, 3, asz) + rget(sp, 0, 1)) & (0xFFFF if asz == 2 else 0xFFFF_FFFF)
-                la = seg_la(sp, seg, off, 1, False)
-                v = la if la < 0 else vread(tp, mp, cp, la, 1, user)
-                if v < 0:
-                    fail = v
-                else:
-                    rset(sp, 0, 1, v)
-            elif h == H.H_SALC:
-                rset(sp, 0, 1, 0xFF if get_cf(sp) else 0)
-            elif h == H.H_BCD:
-                if aux == 0:
-                    r, o, d, s_, s2 = A.daa(rget(sp, 0, 1), get_eflags(sp))
-                    rset(sp, 0, 1, r)
-                    _set_cc(sp, o, d, s_, s2)
-                elif aux == 1:
-                    r, o, d, s_, s2 = A.das(rget(sp, 0, 1), get_eflags(sp))
-                    rset(sp, 0, 1, r)
-                    _set_cc(sp, o, d, s_, s2)
-                elif aux == 2:
-                    r, o, d, s_, s2 = A.aaa(rget(sp, 0, 2), get_eflags(sp))
-                    rset(sp, 0, 2, r)
-                    _set_cc(sp, o, d, s_, s2)
-                elif aux == 3:
-                    r, o, d, s_, s2 = A.aas(rget(sp, 0, 2), get_eflags(sp))
-                    rset(sp, 0, 2, r)
-                    _set_cc(sp, o, d, s_, s2)
-                elif aux == 4:
-                    r, o, d, s_, s2, de = A.aam(rget(sp, 0, 1), imm & 0xFF)
-                    if de:
-                        fail = raise_fault(sp, DE_VECTOR, -1)
-                    else:
-                        rset(sp, 0, 2, r)
-                        _set_cc(sp, o, d, s_, s2)
-                else:
-                    r, o, d, s_, s2 = A.aad(rget(sp, 0, 2), imm & 0xFF)
-                    rset(sp, 0, 2, r)
-                    _set_cc(sp, o, d, s_, s2)
-            elif h == H.H_ENTER:
-                fail = _enter(sp, tp, mp, cp, user, size, imm & 0xFFFF, rows[rb + R_IMM2] & 0x1F, smask)
-            elif h == H.H_LEAVE:
-                bp = rget(sp, 5, 4) & smask
-                v = pop_at(sp, tp, mp, cp, user, bp, size)
-                if v < 0:
-                    fail = v
-                else:
-                    set_sp(sp, bp + size, smask)
-                    rset(sp, 5, size, v)
-            elif h == H.H_PUSHA:
-                osp = st[S.ESP]
-                nsp = osp
-                for k in range(8):
-                    v = osp if k == 4 else st[k]
-                    nsp = push_at(sp, tp, mp, cp, user, nsp, smask, size, v & _mask(size))
-                    if nsp < 0:
-                        break
-                if nsp < 0:
-                    fail = nsp
-                else:
-                    set_sp(sp, nsp, smask)
-            elif h == H.H_POPA:
-                osp = st[S.ESP]
-                vals0 = pop_at(sp, tp, mp, cp, user, (osp + 7 * size) & smask, size)
-                fail = vals0 if vals0 < 0 else 0
-                if fail >= 0:
-                    # read all eight first (any may fault), then commit; the SP slot is skipped
-                    ok = True
-                    for k in range(8):
-                        if pop_at(sp, tp, mp, cp, user, (osp + (7 - k) * size) & smask, size) < 0:
-                            ok = False
-                            break
-                    if not ok:
-                        fail = -1
-                    else:
-                        for k in range(8):
-                            v = pop_at(sp, tp, mp, cp, user, (osp + (7 - k) * size) & smask, size)
-                            if k != 4:
-                                rset(sp, k, size, v)
-                        set_sp(sp, osp + 8 * size, smask)
-            elif h == H.H_BT:
-                fail = _bit_test(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea, rows[rb + R_ASIZE])
-            elif h == H.H_BSF:
-                if src >= 0:
-                    v = rget(sp, src, size)
-                else:
-                    la = seg_la(sp, seg, ea, size, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size, user)
-                if v < 0:
-                    fail = v
-                else:
-                    if aux == 0:
-                        r, o, d, s_, s2 = A.bsf(v, rget(sp, dst, size), size, get_eflags(sp))
-                    else:
-                        r, o, d, s_, s2 = A.bsr(v, rget(sp, dst, size), size, get_eflags(sp))
-                    rset(sp, dst, size, r)
-                    _set_cc(sp, o, d, s_, s2)
-            elif h == H.H_BSWAP:
-                v = st[dst]
-                st[dst] = (((v & 0xFF) << 24) | ((v & 0xFF00) << 8) | ((v >> 8) & 0xFF00)
-                           | (v >> 24)) & 0xFFFF_FFFF
-            elif h == H.H_XADD or h == H.H_CMPXCHG:
-                fail = _xadd_cmpxchg(st, sp, tp, mp, cp, user, h == H.H_XADD, size, dst, src, seg, ea)
-            elif h == H.H_CMPXCHG8B:
-                fail = _cmpxchg8b(st, sp, tp, mp, cp, user, seg, ea)
-            elif h == H.H_WAIT:
-                if (st[S.CR0] & 0xA) == 0xA:  # CR0.MP and CR0.TS
-                    fail = raise_fault(sp, NM_VECTOR, -1)
-            elif h == H.H_FPU:
-                if st[S.CR0] & 0xC:  # CR0.EM or CR0.TS: #NM (SDM Vol 3, 2.5)
-                    fail = raise_fault(sp, NM_VECTOR, -1)
-                else:
-                    st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
-                    st[S.EXIT_ARG0] = rows[rb + R_IMM2]
-                    res = RESTART
-            elif h == H.H_SYS:
-                st[S.ICOUNT] += done
-                has_mem = 1 if (x & X_MEM) else 0
-                r = system_insn(sp, tp, mp, cp, aux, size, dst, src, has_mem, ea, seg, imm, user)
-                st[S.ICOUNT] -= done
-                if r < 0:
-                    fail = r
-                elif r == 1:
-                    st[S.EIP] = neip
-                    res = JUMP
-            elif h == H.H_UD:
-                fail = raise_fault(sp, UD_VECTOR, -1)
-            elif h == H.H_FAULT_GP:
-                fail = raise_fault(sp, GP_VECTOR, 0)
-            else:  # H_UNIMPL and anything not built yet
-                st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
-                st[S.EXIT_ARG0] = rows[rb + R_IMM2]
-                stats[K.EXIT_RARE] += 1
-                res = RESTART
+            else:  # the rarer families run in a function of their own (compile time)
+                res, fail = exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm,
+                                      rows[rb + R_IMM2], x, seg, ea, rows[rb + R_ASIZE], ieip, neip,
+                                      smask, user, hfl, done)
             # ------------------------------------------------------------------ after the row
             if fail < 0:
                 # The instruction did not retire: restore its EIP, then leave for Python (a device
@@ -1003,6 +630,389 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             stats[K.EXIT_IO] += 1
         if st[S.HFLAGS] != hfl:
             prev_tb = -1
+
+
+@njit(cache=True)
+def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, seg, ea, asz_row, ieip, neip,
+              smask, user, hfl, done):
+    """The rarer instruction families, out of `run` to keep its compile time in check (execution.md:
+    the compile time of one dispatch function grows about quadratically with its size). Taking
+    `st` and `stats` as arrays costs a reference-count pair per call, acceptable off the hot path.
+    Returns (result, failure) as the handlers in `run` leave them."""
+    res = NEXT
+    fail = 0
+    if h == H.H_MULDIV:
+        if dst >= 0:
+            b = rget(sp, dst, size)
+        else:
+            la = seg_la(sp, seg, ea, size, False)
+            b = la if la < 0 else vread(tp, mp, cp, la, size, user)
+        if b < 0:
+            fail = b
+        elif aux == 4 or aux == 5:
+            a = rget(sp, 0, size)
+            if aux == 4:
+                lo, hi, o, d, s_, s2 = A.mul(a, b, size)
+            else:
+                lo, hi, o, d, s_, s2 = A.imul(a, b, size)
+            if size == 1:
+                rset(sp, 0, 2, (hi << 8) | lo)
+            else:
+                rset(sp, 0, size, lo)
+                rset(sp, 2, size, hi)
+            _set_cc(sp, o, d, s_, s2)
+        else:
+            if size == 1:
+                hi = rget(sp, 4, 1)
+                lo = rget(sp, 0, 1)
+            else:
+                hi = rget(sp, 2, size)
+                lo = rget(sp, 0, size)
+            if aux == 6:
+                q, rem, de = A.div(hi, lo, b, size)
+            else:
+                q, rem, de = A.idiv(hi, lo, b, size)
+            if de:
+                fail = raise_fault(sp, DE_VECTOR, -1)
+            elif size == 1:
+                rset(sp, 0, 2, (rem << 8) | q)
+            else:
+                rset(sp, 0, size, q)
+                rset(sp, 2, size, rem)
+    elif h == H.H_PUSH_SREG:
+        v = st[S.SEGSEL + dst * S.SEG_STRIDE]
+        nsp = (st[S.ESP] - size) & smask
+        la = seg_la(sp, S.SS, nsp, size, True)
+        # a 32-bit push of a segment register writes only 16 bits on P6-family CPUs
+        fail = la if la < 0 else vwrite(tp, mp, cp, la, 2, v, user)
+        if fail >= 0:
+            set_sp(sp, nsp, smask)
+    elif h == H.H_POP_SREG:
+        osp = st[S.ESP]
+        v = pop_at(sp, tp, mp, cp, user, osp & smask, 2)
+        if v < 0:
+            fail = v
+        else:
+            fail = load_seg(sp, tp, mp, cp, dst, v)
+            if fail >= 0:
+                set_sp(sp, osp + size, smask)
+                if dst == S.SS:
+                    st[S.INHIBIT_IRQ] = 1
+                st[S.EIP] = neip
+                res = JUMP
+    elif h == H.H_MOV_TO_SREG:
+        if src >= 0:
+            v = rget(sp, src, 2)
+        else:
+            la = seg_la(sp, seg, ea, 2, False)
+            v = la if la < 0 else vread(tp, mp, cp, la, 2, user)
+        if v < 0:
+            fail = v
+        else:
+            fail = load_seg(sp, tp, mp, cp, dst, v)
+            if fail >= 0:
+                if dst == S.SS:
+                    st[S.INHIBIT_IRQ] = 1
+                st[S.EIP] = neip
+                res = JUMP
+    elif h == H.H_MOV_FROM_SREG:
+        v = st[S.SEGSEL + src * S.SEG_STRIDE]
+        if dst >= 0:
+            rset(sp, dst, size, v)
+        else:
+            la = seg_la(sp, seg, ea, 2, True)
+            fail = la if la < 0 else vwrite(tp, mp, cp, la, 2, v, user)
+    elif h == H.H_LXS:
+        la = seg_la(sp, seg, ea, size + 2, False)
+        off = la if la < 0 else vread(tp, mp, cp, la, size, user)
+        if off < 0:
+            fail = off
+        else:
+            sel = vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, 2, user)
+            if sel < 0:
+                fail = sel
+            else:
+                fail = load_seg(sp, tp, mp, cp, aux, sel)
+                if fail >= 0:
+                    rset(sp, dst, size, off)
+                    st[S.EIP] = neip
+                    res = JUMP
+    elif h == H.H_JMP_FAR or h == H.H_CALL_FAR:
+        if x & X_MEM:
+            la = seg_la(sp, seg, ea, size + 2, False)
+            off = la if la < 0 else vread(tp, mp, cp, la, size, user)
+            sel = off if off < 0 else vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, 2, user)
+        else:
+            off = imm
+            sel = imm2
+        if off < 0:
+            fail = off
+        elif sel < 0:
+            fail = sel
+        else:
+            if h == H.H_JMP_FAR:
+                fail = far_jmp(sp, tp, mp, cp, sel, off, size, neip)
+            else:
+                fail = far_call(sp, tp, mp, cp, sel, off, size, neip)
+            res = JUMP
+    elif h == H.H_RET_FAR:
+        fail = far_ret(sp, tp, mp, cp, size, imm & 0xFFFF)
+        res = JUMP
+    elif h == H.H_IRET:
+        st[S.EIP] = neip  # a task return (NT=1) saves this as the outgoing task's EIP
+        fail = iret(sp, tp, mp, cp, size)
+        res = JUMP
+    elif h == H.H_INT:
+        ef = st[S.EFLAGS]
+        if aux == 0 and (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
+            fail = raise_fault(sp, GP_VECTOR, 0)
+        elif aux == 2 and not _cond(sp, F.CC_O):
+            pass
+        else:
+            vec = imm & 0xFF if aux == 0 else (3 if aux == 1 else (4 if aux == 2 else 1))
+            r = deliver(sp, tp, mp, cp, vec, -1, neip, aux != 3)
+            if r < 0 and r != DELIVER_TRIPLE:
+                res = RESTART  # not delivered (EXIT_REASON says why): redo it later
+            else:
+                stats[K.INTERRUPTS] += 1
+                res = JUMP
+    elif h == H.H_BOUND:
+        la = seg_la(sp, seg, ea, 2 * size, False)
+        lo = la if la < 0 else vread(tp, mp, cp, la, size, user)
+        hi = lo if lo < 0 else vread(tp, mp, cp, (la + size) & 0xFFFF_FFFF, size, user)
+        if lo < 0:
+            fail = lo
+        elif hi < 0:
+            fail = hi
+        else:
+            bits = size * 8
+            idx = A.sign_extend(rget(sp, dst, size), bits)
+            if idx < A.sign_extend(lo, bits) or idx > A.sign_extend(hi, bits):
+                fail = raise_fault(sp, BR_VECTOR, -1)
+    elif h == H.H_IN or h == H.H_OUT:
+        port = (imm & 0xFF) if src == -1 else (st[S.EDX] & 0xFFFF)
+        if not _io_allowed(sp, tp, mp, cp, port, size):
+            fail = raise_fault(sp, GP_VECTOR, 0)
+        elif h == H.H_IN:
+            if st[S.IO_PENDING]:
+                st[S.IO_PENDING] = 0
+                rset(sp, 0, size, st[S.IO_VALUE])
+            else:
+                st[S.EXIT_REASON] = S.EXIT_IO_IN
+                st[S.EXIT_ARG0] = port
+                st[S.EXIT_ARG1] = size
+                res = RESTART
+        else:
+            st[S.EXIT_REASON] = S.EXIT_IO_OUT
+            st[S.EXIT_ARG0] = port
+            st[S.EXIT_ARG1] = size
+            st[S.EXIT_ARG2] = rget(sp, 0, size)
+            st[S.EIP] = neip
+            res = STOP
+    elif h == H.H_FLAGOP:
+        if aux <= 2:
+            f = get_eflags(sp)
+            if aux == 0:
+                f ^= F.CF
+            elif aux == 1:
+                f &= ~F.CF
+            else:
+                f |= F.CF
+            set_status(sp, f)
+        elif aux == 3 or aux == 4:
+            ef = st[S.EFLAGS]
+            if (st[S.CR0] & 1) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) < (hfl & 3):
+                fail = raise_fault(sp, GP_VECTOR, 0)
+            elif (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
+                fail = raise_fault(sp, GP_VECTOR, 0)
+            elif aux == 3:
+                st[S.EFLAGS] = ef & ~F.IF
+            else:
+                if not (ef & F.IF):
+                    st[S.INHIBIT_IRQ] = 1
+                st[S.EFLAGS] = ef | F.IF
+        elif aux == 5:
+            st[S.EFLAGS] &= ~F.DF
+        else:
+            st[S.EFLAGS] |= F.DF
+        if fail >= 0:
+            st[S.EIP] = neip
+            res = JUMP
+    elif h == H.H_PUSHF:
+        ef = st[S.EFLAGS]
+        if (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
+            fail = raise_fault(sp, GP_VECTOR, 0)
+        else:
+            v = get_eflags(sp) & ~(F.RF | F.VM) & _mask(size)
+            nsp = push_at(sp, tp, mp, cp, user, st[S.ESP], smask, size, v)
+            if nsp < 0:
+                fail = nsp
+            else:
+                set_sp(sp, nsp, smask)
+    elif h == H.H_POPF:
+        ef = st[S.EFLAGS]
+        if (ef & F.VM) and ((ef & F.IOPL_MASK) >> F.IOPL_SHIFT) != 3:
+            fail = raise_fault(sp, GP_VECTOR, 0)
+        else:
+            osp = st[S.ESP]
+            v = pop_at(sp, tp, mp, cp, user, osp & smask, size)
+            if v < 0:
+                fail = v
+            else:
+                set_sp(sp, osp + size, smask)
+                m = popf_mask(sp, size)
+                set_eflags(sp, (get_eflags(sp) & ~m) | (v & m))
+                st[S.EIP] = neip
+                res = JUMP
+    elif h == H.H_HLT:
+        if (st[S.CR0] & 1) and (hfl & 3) != 0:
+            fail = raise_fault(sp, GP_VECTOR, 0)
+        else:
+            st[S.HALTED] = 1
+            st[S.EXIT_REASON] = S.EXIT_HLT
+            stats[K.EXIT_HLT] += 1
+            st[S.EIP] = neip
+            res = STOP
+    elif h == H.H_LAHF:
+        rset(sp, 4, 1, (get_eflags(sp) & 0xD5) | 0x02)
+    elif h == H.H_SAHF:
+        f = get_eflags(sp)
+        set_status(sp, (f & ~0xD5) | (rget(sp, 4, 1) & 0xD5))
+    elif h == H.H_XLAT:
+        asz = asz_row
+        off = (rget(sp, 3, asz) + rget(sp, 0, 1)) & (0xFFFF if asz == 2 else 0xFFFF_FFFF)
+        la = seg_la(sp, seg, off, 1, False)
+        v = la if la < 0 else vread(tp, mp, cp, la, 1, user)
+        if v < 0:
+            fail = v
+        else:
+            rset(sp, 0, 1, v)
+    elif h == H.H_SALC:
+        rset(sp, 0, 1, 0xFF if get_cf(sp) else 0)
+    elif h == H.H_BCD:
+        if aux == 0:
+            r, o, d, s_, s2 = A.daa(rget(sp, 0, 1), get_eflags(sp))
+            rset(sp, 0, 1, r)
+            _set_cc(sp, o, d, s_, s2)
+        elif aux == 1:
+            r, o, d, s_, s2 = A.das(rget(sp, 0, 1), get_eflags(sp))
+            rset(sp, 0, 1, r)
+            _set_cc(sp, o, d, s_, s2)
+        elif aux == 2:
+            r, o, d, s_, s2 = A.aaa(rget(sp, 0, 2), get_eflags(sp))
+            rset(sp, 0, 2, r)
+            _set_cc(sp, o, d, s_, s2)
+        elif aux == 3:
+            r, o, d, s_, s2 = A.aas(rget(sp, 0, 2), get_eflags(sp))
+            rset(sp, 0, 2, r)
+            _set_cc(sp, o, d, s_, s2)
+        elif aux == 4:
+            r, o, d, s_, s2, de = A.aam(rget(sp, 0, 1), imm & 0xFF)
+            if de:
+                fail = raise_fault(sp, DE_VECTOR, -1)
+            else:
+                rset(sp, 0, 2, r)
+                _set_cc(sp, o, d, s_, s2)
+        else:
+            r, o, d, s_, s2 = A.aad(rget(sp, 0, 2), imm & 0xFF)
+            rset(sp, 0, 2, r)
+            _set_cc(sp, o, d, s_, s2)
+    elif h == H.H_ENTER:
+        fail = _enter(sp, tp, mp, cp, user, size, imm & 0xFFFF, imm2 & 0x1F, smask)
+    elif h == H.H_LEAVE:
+        bp = rget(sp, 5, 4) & smask
+        v = pop_at(sp, tp, mp, cp, user, bp, size)
+        if v < 0:
+            fail = v
+        else:
+            set_sp(sp, bp + size, smask)
+            rset(sp, 5, size, v)
+    elif h == H.H_PUSHA:
+        osp = st[S.ESP]
+        nsp = osp
+        for k in range(8):
+            v = osp if k == 4 else st[k]
+            nsp = push_at(sp, tp, mp, cp, user, nsp, smask, size, v & _mask(size))
+            if nsp < 0:
+                break
+        if nsp < 0:
+            fail = nsp
+        else:
+            set_sp(sp, nsp, smask)
+    elif h == H.H_POPA:
+        osp = st[S.ESP]
+        vals0 = pop_at(sp, tp, mp, cp, user, (osp + 7 * size) & smask, size)
+        fail = vals0 if vals0 < 0 else 0
+        if fail >= 0:
+            # read all eight first (any may fault), then commit; the SP slot is skipped
+            ok = True
+            for k in range(8):
+                if pop_at(sp, tp, mp, cp, user, (osp + (7 - k) * size) & smask, size) < 0:
+                    ok = False
+                    break
+            if not ok:
+                fail = -1
+            else:
+                for k in range(8):
+                    v = pop_at(sp, tp, mp, cp, user, (osp + (7 - k) * size) & smask, size)
+                    if k != 4:
+                        rset(sp, k, size, v)
+                set_sp(sp, osp + 8 * size, smask)
+    elif h == H.H_BT:
+        fail = _bit_test(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea, asz_row)
+    elif h == H.H_BSF:
+        if src >= 0:
+            v = rget(sp, src, size)
+        else:
+            la = seg_la(sp, seg, ea, size, False)
+            v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+        if v < 0:
+            fail = v
+        else:
+            if aux == 0:
+                r, o, d, s_, s2 = A.bsf(v, rget(sp, dst, size), size, get_eflags(sp))
+            else:
+                r, o, d, s_, s2 = A.bsr(v, rget(sp, dst, size), size, get_eflags(sp))
+            rset(sp, dst, size, r)
+            _set_cc(sp, o, d, s_, s2)
+    elif h == H.H_BSWAP:
+        v = st[dst]
+        st[dst] = (((v & 0xFF) << 24) | ((v & 0xFF00) << 8) | ((v >> 8) & 0xFF00)
+                   | (v >> 24)) & 0xFFFF_FFFF
+    elif h == H.H_XADD or h == H.H_CMPXCHG:
+        fail = _xadd_cmpxchg(st, sp, tp, mp, cp, user, h == H.H_XADD, size, dst, src, seg, ea)
+    elif h == H.H_CMPXCHG8B:
+        fail = _cmpxchg8b(st, sp, tp, mp, cp, user, seg, ea)
+    elif h == H.H_WAIT:
+        if (st[S.CR0] & 0xA) == 0xA:  # CR0.MP and CR0.TS
+            fail = raise_fault(sp, NM_VECTOR, -1)
+    elif h == H.H_FPU:
+        if st[S.CR0] & 0xC:  # CR0.EM or CR0.TS: #NM (SDM Vol 3, 2.5)
+            fail = raise_fault(sp, NM_VECTOR, -1)
+        else:
+            st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
+            st[S.EXIT_ARG0] = imm2
+            res = RESTART
+    elif h == H.H_SYS:
+        st[S.ICOUNT] += done  # RDTSC sees the instructions retired so far
+        st[S.EIP] = neip  # the group's contract: EIP already points past the instruction
+        has_mem = 1 if (x & X_MEM) else 0
+        r = system_insn(sp, tp, mp, cp, aux, size, dst, src, has_mem, ea, seg, imm, user)
+        st[S.ICOUNT] -= done
+        if r < 0:
+            fail = r
+        elif r == SYS_END_BLOCK:
+            res = JUMP
+    elif h == H.H_UD:
+        fail = raise_fault(sp, UD_VECTOR, -1)
+    elif h == H.H_FAULT_GP:
+        fail = raise_fault(sp, GP_VECTOR, 0)
+    else:  # H_UNIMPL and anything not built yet
+        st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
+        st[S.EXIT_ARG0] = imm2
+        stats[K.EXIT_RARE] += 1
+        res = RESTART
+    return res, fail
 
 
 @njit(cache=True)

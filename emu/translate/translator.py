@@ -71,6 +71,7 @@ from emu.translate.rowfmt import (
 MAX_BLOCK_INSNS = 32
 SEG_DS = 3
 SEG_ES = 0
+PSEUDO_DESCRIPTOR_SIZE = 6  # the m16&32 operand of LGDT/LIDT/SGDT/SIDT
 
 # Handlers after which a block ends: control transfers and anything that may change the mode.
 _ENDS_BLOCK = {H.H_UD, H.H_JCC, H.H_JMP_REL, H.H_CALL_REL, H.H_JMP_IND, H.H_CALL_IND, H.H_RET,
@@ -276,6 +277,8 @@ def emit_row(rows, r, out, off, form_h, form_aux):
         rows[base + R_SEG] = out[D.F_SEG] if out[D.F_SEG] >= 0 else SEG_DS
     elif h == H.H_PUSH_SREG or h == H.H_POP_SREG:
         rows[base + R_DST] = out[D.F_OPREG]
+    elif h == H.H_SYS and k0 == D.OPK_MEM and out[D.F_OPSZ] == PSEUDO_DESCRIPTOR_SIZE:
+        rows[base + R_SIZE] = out[D.F_OPSIZE]  # LGDT/LIDT/SGDT/SIDT: 16-bit size loads a 24-bit base
     elif h == H.H_UNIMPL or h == H.H_FPU:
         rows[base + R_IMM2] = out[D.F_OPCODE]
     return h
