@@ -419,11 +419,27 @@ def run_form(core, form: str, limit: int | None = None, root: Path | None = None
     return res
 
 
+def flat_ram(core) -> None:
+    """Make C0000-FFFFF plain RAM: the tests assume 16 MiB of writable RAM (README), while CpuCore
+    maps the PC's ROM area there (writes ignored). A test-rig setting, like the 286 board's."""
+    phys = getattr(core, "phys", None)
+    if phys is None:
+        return
+    from emu.mmu import physmap as P
+
+    for ppn in range(P.ROM_AREA >> P.PAGE_SHIFT, P.ROM_AREA_END >> P.PAGE_SHIFT):
+        phys.pmap[ppn] = (ppn << P.PAGE_SHIFT) | P.PM_RAM
+    core.flush_tlb()
+
+
 def new_core():
+    """A CpuCore set up for the suite: 16 MiB of flat RAM, real mode, A20 on."""
     from emu.cpu.core import CpuCore
 
     check_engine_layout()
-    return CpuCore(ram_bytes=16 << 20)
+    core = CpuCore(ram_bytes=16 << 20)
+    flat_ram(core)
+    return core
 
 
 def main(argv: list[str] | None = None) -> int:
