@@ -269,8 +269,13 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         prev_way = 0
         smask = 0xFFFF_FFFF if (hfl & S.HF_SS32) else 0xFFFF
         ended = False
+        limit = st[S.BUDGET]  # never retire more than the budget: single steps and icount are exact
         for i in range(nrows):
             rb = (row0 + i) * ROW_WIDTH
+            if i >= limit:
+                st[S.EIP] = (beip + rows[rb + R_OFF]) & ipmask
+                ended = True
+                break
             h = rows[rb + R_H]
             size = rows[rb + R_SIZE]
             dst = rows[rb + R_DST]
@@ -521,9 +526,11 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if aux <= 4:
                     n = string_op(sp, tp, mp, cp, user, aux, size, asz, seg, rep, REP_SLICE)
                     if n <= -100:
-                        # a long REP paused: resume it on the next turn (timers, interrupts)
-                        st[S.EIP] = ieip
-                        res = JUMP
+                        # A long REP paused after a slice: it has not retired, but the time it
+                        # took counts, so timers and interrupts get their turn in the middle.
+                        st[S.ICOUNT] += -100 - n
+                        st[S.BUDGET] -= -100 - n
+                        res = RESTART
                     elif n < 0:
                         fail = n
                 else:
@@ -601,6 +608,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if st[S.STOP_AFTER_INSN]:
                     st[S.STOP_AFTER_INSN] = 0
                     st[S.EIP] = neip
+                    ended = True
                     break
                 continue
             ended = True
@@ -921,7 +929,10 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
         fail = _enter(sp, tp, mp, cp, user, size, imm & 0xFFFF, imm2 & 0x1F, smask)
     elif h == H.H_LEAVE:
         bp = rget(sp, 5, 4) & smask
-        v = pop_at(sp, tp, mp, cp, user, bp, size)
+        if (st[S.CR0] & 1) == 0 and bp + size - 1 > st[S.SEGLIMIT + S.SS * S.SEG_STRIDE]:
+            v = raise_fault(sp, GP_VECTOR, 0)  # real mode: #GP, not #SS (SDM Vol 2, LEAVE)
+        else:
+            v = pop_at(sp, tp, mp, cp, user, bp, size)
         if v < 0:
             fail = v
         else:
@@ -1095,8 +1106,7 @@ def _string_io(st, sp, tp, mp, cp, user, aux, size, asz, seg, rep, ieip, neip):
         c = ((st[S.ECX] & amask) - 1) & amask
         st[S.ECX] = ((st[S.ECX] & 0xFFFF_0000) | c) if amask == 0xFFFF else c
         if c != 0:
-            st[S.EIP] = ieip
-            return STOP
+            return RESTART  # more elements to go: the instruction has not retired yet
     st[S.EIP] = neip
     return STOP
 

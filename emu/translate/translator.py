@@ -277,6 +277,8 @@ def emit_row(rows, r, out, off, form_h, form_aux):
         rows[base + R_SEG] = out[D.F_SEG] if out[D.F_SEG] >= 0 else SEG_DS
     elif h == H.H_PUSH_SREG or h == H.H_POP_SREG:
         rows[base + R_DST] = out[D.F_OPREG]
+    elif h == H.H_JMP_FAR or h == H.H_CALL_FAR:
+        rows[base + R_SIZE] = out[D.F_OPSIZE]  # the offset's size (Mp's 4/6 bytes include the selector)
     elif h == H.H_SYS and k0 == D.OPK_MEM and out[D.F_OPSZ] == PSEUDO_DESCRIPTOR_SIZE:
         rows[base + R_SIZE] = out[D.F_OPSIZE]  # LGDT/LIDT/SGDT/SIDT: 16-bit size loads a 24-bit base
     elif h == H.H_UNIMPL or h == H.H_FPU:
