@@ -16,6 +16,7 @@ from emu.cpu import flags as F
 from emu.cpu import state as S
 from emu.cpu.eflags import WRITABLE
 from emu.cpu.interp import deliver_external, run
+from emu.cpu.tracelog import CTX_LOG, new_ring
 from emu.mmu import softmmu as M
 from emu.mmu.physmap import PhysMap
 from emu.mmu.tlb import new_tlb, tlb_flush_all
@@ -46,6 +47,8 @@ class CpuCore:
         self.ctx[M.CTX_PAGECODE] = self.blocks.page_head.ctypes.data
         self.ctx[M.CTX_STATS] = self.stats.ctypes.data
         self.ctx[M.CTX_BLOCKS] = self.blocks.bc.ctypes.data
+        self.log_ring = new_ring()
+        self.ctx[CTX_LOG] = self.log_ring.ctypes.data
         self.reset()
 
     # -- control ------------------------------------------------------------------------

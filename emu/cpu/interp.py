@@ -44,6 +44,7 @@ from emu.cpu.segments import load_seg, update_hflags
 from emu.cpu.strings import string_op
 from emu.cpu.sysops import SYS_END_BLOCK
 from emu.cpu.system import system_insn
+from emu.cpu.tracelog import CTX_LOG, EV_EXEC, EV_TB, log_event
 from emu.mmu.softmmu import CTX_PMAP, MEM_EXIT
 from emu.mmu.softmmu import translate as mmu_translate
 from emu.mmu.tlb import (
@@ -248,6 +249,9 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                         return S.EXIT_TRIPLE_FAULT
                     prev_tb = -1
                     continue
+                if st[S.LOG_MASK] & S.LOG_IN_ASM:
+                    if log_event(ctx[CTX_LOG], sp, EV_TB, tb, phys, eip, hfl):
+                        st[S.EXIT_REASON] = S.EXIT_LOG
                 # a fresh block's page now holds code: writes to it must take the slow path
                 stats[K.TB_TRANSLATED] += 1
                 stats[K.TB_INSNS] += tbs[tb * TB_WIDTH + TB_NROWS]
@@ -259,6 +263,16 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 tbs[prev_tb * TB_WIDTH + TB_NEXT0 + prev_way] = tb  # chain (same physical page only)
                 stats[K.CHAIN_LINKS] += 1
         # ---- 3. run the rows
+        if st[S.LOG_MASK] & (S.LOG_EXEC | S.LOG_CPU):
+            if st[S.LOG_MASK] & S.LOG_CPU:
+                if st[S.LOG_ACK] == 0:  # leave so Python can dump the registers, then run it
+                    st[S.LOG_ACK] = 1
+                    st[S.EXIT_REASON] = S.EXIT_LOG
+                    return S.EXIT_LOG
+                st[S.LOG_ACK] = 0
+            if st[S.LOG_MASK] & S.LOG_EXEC:
+                if log_event(ctx[CTX_LOG], sp, EV_EXEC, tb, phys, eip, st[S.SEGBASE + S.CS * S.SEG_STRIDE]):
+                    st[S.EXIT_REASON] = S.EXIT_LOG
         tbs[tb * TB_WIDTH + TB_EXECS] += 1
         row0 = tbs[tb * TB_WIDTH + TB_ROW]
         nrows = tbs[tb * TB_WIDTH + TB_NROWS]

@@ -34,7 +34,9 @@ from emu.cpu.segments import (
     update_hflags,
 )
 from emu.cpu.tasks import TASK_INT, task_switch
+from emu.cpu.tracelog import CTX_LOG, EV_INT, log_event
 from emu.mmu.softmmu import MEM_FAULT
+from emu.rawptr import load_i64
 
 DF_VECTOR = 8
 HAS_ERROR_CODE = (1 << 8) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 17)
@@ -258,6 +260,10 @@ def deliver(sp, tp, mp, cp, vector, error, ret_eip, soft):
     """
     ext = 0 if soft else 1
     depth = 0
+    if sget(sp, S.LOG_MASK) & S.LOG_INT:
+        cs = sget(sp, S.SEGSEL + S.CS * S.SEG_STRIDE)
+        if log_event(load_i64(cp + CTX_LOG * 8), sp, EV_INT, vector | (256 if soft else 0), error, ret_eip, cs):
+            sset(sp, S.EXIT_REASON, S.EXIT_LOG)
     while True:
         sset(sp, S.FAULT_VECTOR, -1)
         if sget(sp, S.CR0) & 1:

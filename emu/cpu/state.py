@@ -106,7 +106,17 @@ MSR_MTRR_DEF_TYPE = 99
 MSR_MTRR_FIXED = 100  # the 11 fixed-range MTRRs (250h, 258h, 259h, 268h..26Fh), 100..110
 MSR_MTRR_VAR = 111  # 8 variable-range pairs PHYSBASEn/PHYSMASKn (200h..20Fh), 111..126
 
-STATE_SIZE = 128
+LOG_MASK = 128  # -d items the compiled loop records (LOG_* bits below)
+LOG_ACK = 129  # a per-block log exit was taken for the block about to run
+LOG_POS = 130  # events in the log ring (emu/cpu/tracelog.py)
+
+STATE_SIZE = 160
+
+# LOG_MASK bits (QEMU's -d item names).
+LOG_IN_ASM = 1  # each block translated: its address (Python disassembles it)
+LOG_EXEC = 2  # each block run
+LOG_CPU = 4  # the registers before each block (leaves the loop at every block: slow)
+LOG_INT = 8  # each interrupt and exception delivered
 
 # HFLAGS bits: what a translation block's decoding depends on (issue 3: CS.D, SS.B, PE, VM, CPL).
 HF_CPL_MASK = 0x3
@@ -128,8 +138,9 @@ EXIT_TRIPLE_FAULT = 8
 EXIT_BIOS_TRAP = 9  # ARG0 = service number of the BIOS stub that trapped
 EXIT_UNIMPLEMENTED = 10  # ARG0 = opcode (map*256 + byte); EIP at the instruction
 EXIT_RESET = 11
+EXIT_LOG = 12  # the log ring is full, or LOG_CPU wants the registers: Python drains it and resumes
 EXIT_REASON_NAMES = ("none", "budget", "irq", "io_in", "io_out", "hlt", "mmio_read", "mmio_write",
-                     "triple_fault", "bios_trap", "unimplemented", "reset")
+                     "triple_fault", "bios_trap", "unimplemented", "reset", "log")
 
 
 def new_state() -> np.ndarray:
@@ -141,7 +152,9 @@ def new_state() -> np.ndarray:
 
 def reset_state(st: np.ndarray) -> None:
     """RESET: real mode at F000:FFF0 with CS.base FFFF0000, EDX = the CPU signature."""
+    log_mask = int(st[LOG_MASK])  # -d logging survives a reset of the guest
     st[:] = 0
+    st[LOG_MASK] = log_mask
     st[EDX] = 0x0000_0633  # family 6, model 3, stepping 3 (what the CPUID leaf 1 reports)
     st[EIP] = 0xFFF0
     st[EFLAGS] = 0x2  # bit 1 always reads 1
