@@ -7,6 +7,8 @@ Every failure a user can cause (a missing file, malformed hex, an unknown option
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 EXIT_ERROR = 1
@@ -41,6 +43,8 @@ def build_parser() -> _Parser:
     src.add_argument("file", nargs="?", help="a file of raw code")
     src.add_argument("--hex", help="the code as hex digits (spaces allowed)")
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
+
+    _add_boot_parser(sub)
     return parser
 
 
@@ -69,13 +73,247 @@ def _cmd_disasm(args) -> int:
     return 0
 
 
+# -- pyemu boot ----------------------------------------------------------------------------------
+_ICOUNT_SPEC = re.compile(r"^(shift=)?(\d+|auto)(,.*)?$")
+_SIZE_SUFFIX = {"": 1, "M": 1, "m": 1, "G": 1024, "g": 1024}
+
+
+def _qemu_argv(argv: list[str]) -> list[str]:
+    """QEMU's `-icount [shift=N]` has an optional value; fold it into `-icount=VALUE`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "-icount":
+            if i + 1 < len(argv) and _ICOUNT_SPEC.match(argv[i + 1]):
+                out.append("-icount=" + argv[i + 1])
+                i += 2
+                continue
+            out.append("-icount=auto")
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+def _ram_mb(text: str) -> int:
+    m = re.fullmatch(r"(?:size=)?(\d+)([MmGg]?)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad memory size {text!r} (e.g. 128 or 1G)")
+    return int(m.group(1)) * _SIZE_SUFFIX[m.group(2)]
+
+
+def _add_boot_parser(sub) -> None:
+    boot = sub.add_parser("boot", help="boot a PC from disk images (QEMU's options)", allow_abbrev=False)
+    boot.add_argument("image", nargs="?", help="first hard disk (or floppy, by size)")
+    boot.add_argument("--demo", action="store_true", help="boot the built-in demo image")
+    boot.add_argument("-m", dest="ram", type=_ram_mb, default=128, metavar="MB", help="guest RAM (default 128)")
+    for name in ("fda", "fdb", "hda", "hdb", "cdrom", "kernel", "initrd", "append", "bios", "boot",
+                 "display", "serial", "debugcon", "D", "gdb", "machine", "M", "cpu", "smp", "vga"):
+        boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper())
+    boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV")
+    boot.add_argument("-d", dest="log_items", metavar="ITEMS")
+    boot.add_argument("-nographic", action="store_true")
+    boot.add_argument("-no-reboot", dest="no_reboot", action="store_true")
+    boot.add_argument("-snapshot", action="store_true")
+    boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N")
+    boot.add_argument("-s", dest="gdb_default", action="store_true")
+    boot.add_argument("-S", dest="start_paused", action="store_true")
+    boot.add_argument("--screendump", metavar="PATH")
+    boot.add_argument("--timeout", type=float, metavar="SECONDS")
+    boot.add_argument("--stats", action="store_true")
+    boot.add_argument("--stats-json", dest="stats_json", metavar="PATH")
+
+
+def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
+    spec = None
+    for dev in devices:
+        parts = dev.split(",")
+        if parts[0] != "isa-debug-exit":
+            raise UsageError(f"-device {parts[0]}: unsupported device (pyemu has: isa-debug-exit)")
+        base, size = 0xF4, 0x04
+        for p in parts[1:]:
+            key, _, val = p.partition("=")
+            try:
+                if key == "iobase":
+                    base = int(val, 0)
+                elif key == "iosize":
+                    size = int(val, 0)
+                else:
+                    raise UsageError(f"-device isa-debug-exit: unknown property {key!r}")
+            except ValueError:
+                raise UsageError(f"-device isa-debug-exit: bad number {val!r}") from None
+        spec = (base, size)
+    return spec
+
+
+def _console_sink(spec: str, what: str):
+    if spec == "stdio":
+        def sink(data: bytes) -> None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        return sink, None
+    if spec.startswith("file:") and len(spec) > 5:
+        try:
+            fh = open(spec[5:], "wb", buffering=0)  # noqa: SIM115 - closed when pyemu exits
+        except OSError as exc:
+            raise UsageError(f"{what} {spec}: {exc.strerror or exc}") from None
+        return fh.write, fh
+    if spec in ("none", "null"):
+        return None, None
+    raise UsageError(f"{what} {spec!r}: expected stdio, file:PATH or none")
+
+
+def _boot_config(args):
+    from emu.devices.diskimage import floppy_format
+    from emu.machine import MachineConfig
+
+    for opt, what in (("gdb", "-gdb"), ("kernel", "-kernel"), ("cdrom", "-cdrom")):
+        if getattr(args, f"opt_{opt}") is not None:
+            raise UsageError(f"{what}: not supported yet")
+    if args.gdb_default or args.start_paused:
+        raise UsageError("-s/-S: the gdb stub is not supported yet")
+    if args.opt_initrd is not None or args.opt_append is not None:
+        raise UsageError("-initrd/-append need -kernel")
+    cfg = MachineConfig(ram_mb=args.ram, snapshot=args.snapshot, no_reboot=args.no_reboot)
+    cfg.floppies = [args.opt_fda, args.opt_fdb]
+    cfg.disks = [args.opt_hda, args.opt_hdb]
+    if args.image:
+        size = None
+        try:
+            size = os.stat(args.image).st_size
+        except OSError:
+            pass
+        if size is not None and floppy_format(size) is not None and cfg.floppies[0] is None:
+            cfg.floppies[0] = args.image
+        elif cfg.disks[0] is None:
+            cfg.disks[0] = args.image
+        else:
+            raise UsageError(f"{args.image}: -hda is already given")
+    if args.demo:
+        from bios.demo import demo_floppy
+
+        cfg.floppy_images = [demo_floppy()]
+    if args.opt_boot:
+        order = args.opt_boot
+        for part in order.split(","):
+            key, _, val = part.partition("=")
+            if not val:
+                val, key = key, "order"
+            if key in ("order", "once"):
+                if not re.fullmatch(r"[acdn]+", val):
+                    raise UsageError(f"-boot {order}: drives are a (floppy), c (disk), d (CD)")
+                cfg.boot_order = val.replace("n", "")
+    if args.icount is not None:
+        cfg.icount = True
+        m = _ICOUNT_SPEC.match(args.icount)
+        if not m:
+            raise UsageError(f"-icount {args.icount}: expected shift=N or N")
+        if m.group(2) != "auto":
+            cfg.icount_shift = int(m.group(2))
+    cfg.bios_file = args.opt_bios
+    cfg.debug_exit = _debug_exit_spec(args.devices)
+    return cfg
+
+
+def _cmd_boot(args) -> int:
+    import json
+
+    from emu.devices.uart16550 import StdioBackend, open_backend
+    from emu.display import Frontend
+    from emu.machine import Machine, MachineError
+    from emu.mainloop import GuestError, MainLoop
+
+    cfg = _boot_config(args)
+    if args.screendump and not args.screendump.endswith(".txt"):
+        raise UsageError("--screendump: only .txt screen dumps are supported so far")
+    if args.opt_display not in (None, "curses", "none"):
+        raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
+    mode = ("nographic" if args.nographic else args.opt_display
+            or ("curses" if sys.stdout.isatty() else "none"))
+    serial_spec = args.opt_serial or ("stdio" if mode == "nographic" else "none")
+    to_close = []
+    if serial_spec == "stdio":
+        cfg.serial_backend = StdioBackend(raw=False)
+    else:
+        try:
+            cfg.serial_backend = open_backend(serial_spec)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"-serial: {exc}") from None
+    if args.opt_debugcon:
+        cfg.debugcon, fh = _console_sink(args.opt_debugcon, "-debugcon")
+        if fh is not None:
+            to_close.append(fh)
+    try:
+        machine = Machine(cfg)
+    except MachineError as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    fe = Frontend(machine, mode, stdin_fd=0 if _stdin_usable() else None,
+                  serial_input=serial_spec == "stdio")
+    loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot)
+    status = 0
+    error = None
+    try:
+        fe.open()
+        status = loop.run()
+    except GuestError as exc:
+        error, status = str(exc), EXIT_ERROR
+    except KeyboardInterrupt:
+        error, status = "interrupted", 130
+    finally:
+        fe.close()
+        cfg.serial_backend.close()
+        for fh in to_close:
+            fh.close()
+        machine.close()
+    if mode != "curses":
+        for text in machine.messages:
+            print(f"pyemu: bios: {text}", file=sys.stderr)
+    if args.screendump:
+        try:
+            with open(args.screendump, "w", encoding="utf-8") as out:
+                out.write(machine.vga.screendump_text())
+        except OSError as exc:
+            print(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}", file=sys.stderr)
+            status = status or EXIT_ERROR
+    if args.stats or args.stats_json:
+        stats = loop.stats()
+        if args.stats:
+            for key, value in stats.items():
+                print(f"{key:>24}: {value}", file=sys.stderr)
+        if args.stats_json:
+            try:
+                with open(args.stats_json, "w", encoding="utf-8") as out:
+                    json.dump(stats, out, indent=1)
+            except OSError as exc:
+                print(f"pyemu: error: --stats-json: {exc.strerror or exc}", file=sys.stderr)
+    if error:
+        print(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}", file=sys.stderr)
+    elif loop.halted_message:
+        print("pyemu: guest halted", file=sys.stderr)
+    return status
+
+
+def _stdin_usable() -> bool:
+    try:
+        os.fstat(0)
+        return True
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    argv = _qemu_argv(argv)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "disasm":
             return _cmd_disasm(args)
-        raise UsageError("a command is needed: pyemu disasm ... (see pyemu --help)")
+        if args.command == "boot":
+            return _cmd_boot(args)
+        raise UsageError("a command is needed: pyemu boot ... or pyemu disasm ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,221 @@
+"""The PC: a CpuCore with the devices of QEMU's `pc` machine around it, and the firmware.
+
+`Machine(config)` builds everything, wires the IRQ lines into the 8259 pair (whose INTR output is
+mirrored into the CPU state's INTR_LINE), the A20 gate (i8042 output port, port 92h, INT 15h) and
+the reset sources (triple fault, 0x64<-FEh, port 92h bit 0, CF9h). The run loop over the CPU's
+exits lives in emu/mainloop.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from emu.clock import VirtualClock
+from emu.cpu import state as S
+from emu.cpu.core import CpuCore
+from emu.devices.bus import IoBus
+from emu.devices.debug_exit import DebugExit
+from emu.devices.debugcon import DebugCon
+from emu.devices.diskimage import DiskError, DiskImage, floppy_format
+from emu.devices.i8042 import I8042
+from emu.devices.pci import PciBus
+from emu.devices.pic8259 import Pic8259Pair
+from emu.devices.pit8254 import Pit8254
+from emu.devices.port92 import Port92
+from emu.devices.rtc146818 import Rtc146818
+from emu.devices.uart16550 import NullBackend, Uart16550
+from emu.devices.vga import Vga
+
+MB = 1 << 20
+VGA_WINDOW = (0xA0000, 0xC0000)
+
+
+class MachineError(Exception):
+    """A configuration problem reported as `pyemu: error: ...`."""
+
+
+@dataclass
+class MachineConfig:
+    ram_mb: int = 128
+    floppies: list[str | None] = field(default_factory=lambda: [None, None])
+    disks: list[str | None] = field(default_factory=lambda: [None, None])
+    cdrom: str | None = None
+    boot_order: str = ""
+    snapshot: bool = False
+    icount: bool = False
+    icount_shift: int = 3
+    bios_file: str | None = None
+    serial_backend: object = None  # a uart16550 backend for COM1
+    debugcon: object = None  # callable(bytes) or None
+    debug_exit: tuple[int, int] | None = None  # (iobase, iosize)
+    no_reboot: bool = False
+    demo: bool = False
+    floppy_images: list = field(default_factory=list)  # ready DiskImage objects (the demo, tests)
+    disk_images: list = field(default_factory=list)
+
+
+class Machine:
+    def __init__(self, cfg: MachineConfig):
+        self.cfg = cfg
+        self.messages: list[str] = []
+        self.exit_status: int | None = None
+        self.reset_requested = False
+        self.ram_bytes = cfg.ram_mb * MB
+        if cfg.ram_mb < 1 or self.ram_bytes > 0xE000_0000:
+            raise MachineError(f"-m {cfg.ram_mb}: RAM must be between 1 and 3584 MiB")
+        self.clock = VirtualClock(icount=cfg.icount, shift=cfg.icount_shift)
+        self.floppies: list[DiskImage | None] = [None, None]
+        self.disks: list[DiskImage | None] = [None, None]
+        self._open_images()
+        self.builtin_bios = cfg.bios_file is None
+        if self.builtin_bios:
+            from bios.rom import build_rom
+
+            rom = build_rom()
+        else:
+            try:
+                with open(cfg.bios_file, "rb") as fh:
+                    rom = fh.read()
+            except OSError as exc:
+                raise MachineError(f"-bios {cfg.bios_file}: {exc.strerror or exc}") from None
+            if not rom or len(rom) % 0x10000 or len(rom) > 0x40000:
+                raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
+        self.core = CpuCore(self.ram_bytes, rom)
+        self.st = self.core.st
+        self.bus = IoBus()
+        self._build_devices()
+        self.bios = None
+        if self.builtin_bios:
+            from bios.rom import TRAP_PORT
+            from bios.services import Bios
+
+            self.bios = Bios(self)
+            self.bus.register(TRAP_PORT, 1, None, self.bios.trap, owner=self.bios)
+
+    # -- construction ----------------------------------------------------------------------------
+    def _open_images(self) -> None:
+        cfg = self.cfg
+        try:
+            for i, path in enumerate(cfg.floppies[:2]):
+                if path:
+                    self.floppies[i] = DiskImage.open(path, snapshot=cfg.snapshot)
+            for i, img in enumerate(cfg.floppy_images[:2]):
+                if img is not None and self.floppies[i] is None:
+                    self.floppies[i] = img
+            for i, path in enumerate(cfg.disks[:2]):
+                if path:
+                    self.disks[i] = DiskImage.open(path, snapshot=cfg.snapshot)
+            for i, img in enumerate(cfg.disk_images[:2]):
+                if img is not None and self.disks[i] is None:
+                    self.disks[i] = img
+        except DiskError as exc:
+            self.close()
+            raise MachineError(str(exc)) from None
+        order = cfg.boot_order or ("a" if self.floppies[0] else "c")
+        self.boot_order = order + "".join(d for d in "acd" if d not in order)
+
+    def _build_devices(self) -> None:
+        cfg, bus, clock, st = self.cfg, self.bus, self.clock, self.st
+
+        def intr(level: bool) -> None:
+            st[S.INTR_LINE] = 1 if level else 0
+
+        self.pic = Pic8259Pair(on_intr_change=intr)
+        self.pic.attach(bus)
+        self.pit = Pit8254(clock, self.pic.irq_line(0))
+        self.pit.attach(bus)
+        self.rtc = Rtc146818(clock, self.pic.irq_line(8))
+        self.rtc.attach(bus)
+        names = []
+        for img in self.floppies:
+            fmt = floppy_format(img.size) if img is not None else None
+            names.append(fmt.name if fmt and fmt.name in ("360K", "720K", "1.2M", "1.44M", "2.88M")
+                         else ("1.44M" if img is not None else "none"))
+        while names and names[-1] == "none":
+            names.pop()
+        self.rtc.fill_standard_cmos(self.ram_bytes, tuple(names), sum(1 for d in self.disks if d))
+        self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12), on_reset=self.request_reset,
+                           on_a20=self.core.set_a20)
+        self.i8042.attach(bus)
+        self.serial = [Uart16550(0x3F8, self.pic.irq_line(4), clock, cfg.serial_backend or NullBackend()),
+                       Uart16550(0x2F8, self.pic.irq_line(3), clock, NullBackend())]
+        for u in self.serial:
+            u.attach(bus)
+        self.vga = Vga(clock, self.core.mem[VGA_WINDOW[0]:VGA_WINDOW[1]])
+        self.vga.attach(bus)
+        self.port92 = Port92(on_a20=self.core.set_a20, on_reset=self.request_reset)
+        self.port92.attach(bus)
+        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset())
+        self.pci.attach(bus)
+        if cfg.debugcon is not None:
+            DebugCon(cfg.debugcon).attach(bus)
+        if cfg.debug_exit is not None:
+            base, size = cfg.debug_exit
+            DebugExit(self.request_exit, base, size).attach(bus)
+        self._build_storage()
+        self.devices = [self.pic, self.pit, self.rtc, self.i8042, *self.serial, self.vga, self.port92,
+                        self.pci, *self.storage]
+
+    def _build_storage(self) -> None:
+        """The IDE controller (and, when present, the floppy controller with its DMA)."""
+        self.storage: list = []
+        try:
+            from emu.devices.ata import AtaController, AtaDrive
+        except ImportError:  # pragma: no cover - the storage devices are optional
+            return
+        drives = [AtaDrive(d) if d is not None else None for d in self.disks]
+        self.ata = AtaController(self.clock, self.pic.irq_line(14), self.pic.irq_line(15), drives)
+        self.ata.attach(self.bus)
+        self.storage.append(self.ata)
+        try:
+            from emu.devices.dma8237 import DmaController
+            from emu.devices.fdc82077 import Fdc82077, FloppyDrive
+        except ImportError:  # pragma: no cover
+            return
+        try:
+            self.dma = DmaController(self.core.read_phys, self.core.write_phys)
+            self.dma.attach(self.bus)
+            fdrives = [FloppyDrive(img) for img in self.floppies]
+            self.fdc = Fdc82077(self.clock, self.pic.irq_line(6), self.dma, fdrives)
+            self.fdc.attach(self.bus)
+            self.storage += [self.dma, self.fdc]
+        except (TypeError, AttributeError, ValueError):  # pragma: no cover - API drift
+            pass
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def request_reset(self, *_args) -> None:
+        self.reset_requested = True  # every reset source is a port write: the loop sees it next
+
+    def request_exit(self, status: int) -> None:
+        self.exit_status = status
+
+    def set_a20(self, enabled: bool) -> None:
+        self.core.set_a20(enabled)
+        self.port92.value = (self.port92.value | 0x02) if enabled else (self.port92.value & ~0x02)
+
+    def a20_enabled(self) -> bool:
+        return int(self.st[S.A20_MASK]) == 0xFFFF_FFFF
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """A system reset: the CPU restarts at F000:FFF0, the devices return to power-on state."""
+        self.reset_requested = False
+        self.core.reset()
+        self.core.flush_blocks()
+        for dev in self.devices:
+            try:
+                dev.reset()
+            except TypeError:  # pragma: no cover
+                pass
+        self.st[S.INTR_LINE] = 1 if self.pic.pending() else 0
+
+    def close(self) -> None:
+        for img in [*self.floppies, *self.disks]:
+            if img is not None:
+                try:
+                    img.close()
+                except OSError:  # pragma: no cover
+                    pass

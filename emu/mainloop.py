@@ -1,0 +1,187 @@
+"""The run loop: the compiled CPU loop, its exits, the virtual clock and the terminal.
+
+Nothing is polled per instruction. Each turn runs the CPU with an instruction budget that ends at
+the next timer deadline (and, under host time, after a bounded slice so that terminal input and the
+screen stay live), then handles the one exit that came back:
+
+    budget        advance the clock by the instructions retired and fire the due timers
+    io_in/io_out  the port bus; an IN's value goes back through IO_VALUE/IO_PENDING
+    mmio          the device region's handlers, likewise through MMIO_VALUE/MMIO_PENDING
+    irq           the 8259's INTA cycle and delivery of its vector
+    hlt           IF=0 and no NMI: the guest has stopped for good (exit 0); else sleep until the
+                  next deadline or terminal input (under -icount: jump the clock to the deadline)
+    triple fault  reset the machine, or exit 0 with -no-reboot
+    unimplemented a one-line error, exit 1
+"""
+
+from __future__ import annotations
+
+import time
+
+from emu.cpu import state as S
+
+EXIT_TIMEOUT = 124
+HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
+ICOUNT_SLICE = 2_000_000
+FRONTEND_PERIOD_S = 0.02
+IF_FLAG = 1 << 9
+
+
+class GuestError(Exception):
+    """The guest did something pyemu cannot continue from; reported as `pyemu: error: ...`."""
+
+
+class MainLoop:
+    def __init__(self, machine, frontend=None, timeout: float | None = None, no_reboot: bool = False):
+        self.m = machine
+        self.frontend = frontend
+        self.timeout = timeout
+        self.no_reboot = no_reboot
+        self.exits = [0] * len(S.EXIT_REASON_NAMES)
+        self.resets = 0
+        self.halted_message = False
+        self.wall_start = time.monotonic()
+        self.wall_end: float | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _unimplemented(self) -> GuestError:
+        st, core = self.m.st, self.m.core
+        cs = int(st[S.seg_slot(S.CS, S.SEG_SEL)])
+        eip = int(st[S.EIP])
+        base = int(st[S.seg_slot(S.CS, S.SEG_BASE)])
+        try:
+            code = core.read_phys((base + eip) & 0xFFFFFFFF, 8)
+        except Exception:  # noqa: BLE001
+            code = b""
+        return GuestError(f"unimplemented instruction at {cs:04x}:{eip:08x} (bytes {code.hex(' ')})")
+
+    def _budget(self) -> int:
+        clock = self.m.clock
+        slice_ = ICOUNT_SLICE if clock.icount else HOST_SLICE
+        nd = clock.next_deadline()
+        if nd is None:
+            return slice_
+        return max(1, min(slice_, clock.ns_to_instructions(nd - clock.now())))
+
+    def _sleep_until_interrupt(self) -> bool:
+        """HLT with IF=1: wait for an interrupt. False when the wall-clock timeout ran out."""
+        m, clock, fe = self.m, self.m.clock, self.frontend
+        st = m.st
+        while not st[S.INTR_LINE]:
+            if self._timed_out():
+                return False
+            if m.exit_status is not None or m.reset_requested:
+                return True
+            nd = clock.next_deadline()
+            if clock.icount:
+                if fe is not None:
+                    fe.poll()
+                if st[S.INTR_LINE]:
+                    break
+                if nd is None:
+                    if fe is None or not fe.wait(0.05):
+                        if fe is None or fe.input_closed:
+                            return True  # nothing can ever wake it: treated as halted
+                    continue
+                target = -(-nd >> clock.shift)
+                if target > clock.instructions:
+                    clock.instructions = target
+                clock.run_due()
+            else:
+                delay = 0.05 if nd is None else max(0.0, (nd - clock.now()) / 1e9)
+                if self.wall_end is not None:
+                    delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
+                if fe is not None:
+                    fe.wait(delay)
+                elif delay > 0:
+                    time.sleep(delay)
+                clock.run_due()
+        return True
+
+    def _timed_out(self) -> bool:
+        return self.wall_end is not None and time.monotonic() >= self.wall_end
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> int:
+        m = self.m
+        core, st, clock, bus, pic = m.core, m.st, m.clock, m.bus, m.pic
+        fe = self.frontend
+        exits = self.exits
+        if self.timeout is not None:
+            self.wall_end = self.wall_start + self.timeout
+        st[S.INTR_LINE] = 1 if pic.pending() else 0
+        last_ic = int(st[S.ICOUNT])
+        next_fe = time.monotonic() + FRONTEND_PERIOD_S
+        while True:
+            reason = core.run(self._budget())
+            ic = int(st[S.ICOUNT])
+            clock.advance_instructions(ic - last_ic)
+            last_ic = ic
+            exits[reason] += 1
+            if reason == S.EXIT_IO_OUT:
+                bus.write(int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG2]))
+            elif reason == S.EXIT_IO_IN:
+                st[S.IO_VALUE] = bus.read(int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1]))
+                st[S.IO_PENDING] = 1
+            elif reason == S.EXIT_IRQ:
+                if pic.pending():
+                    core.deliver_interrupt(pic.acknowledge())
+            elif reason == S.EXIT_HLT:
+                if not (int(st[S.EFLAGS]) & IF_FLAG) and not st[S.NMI_PENDING]:
+                    self.halted_message = True
+                    return 0
+                if not self._sleep_until_interrupt():
+                    return EXIT_TIMEOUT
+                if not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested:
+                    self.halted_message = True
+                    return 0
+            elif reason == S.EXIT_MMIO_READ:
+                addr, size = int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1])
+                region = core.phys.find_mmio(addr)
+                st[S.MMIO_VALUE] = region.read(addr - region.base, size) if region else (1 << 8 * size) - 1
+                st[S.MMIO_PENDING] = 1
+            elif reason == S.EXIT_MMIO_WRITE:
+                addr = int(st[S.EXIT_ARG0])
+                region = core.phys.find_mmio(addr)
+                if region is not None:
+                    region.write(addr - region.base, int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG2]))
+            elif reason in (S.EXIT_TRIPLE_FAULT, S.EXIT_RESET):
+                m.reset_requested = True
+            elif reason == S.EXIT_UNIMPLEMENTED:
+                raise self._unimplemented()
+            if m.exit_status is not None:
+                return m.exit_status
+            if m.reset_requested:
+                if self.no_reboot:
+                    return 0
+                self.resets += 1
+                m.reset()
+                last_ic = int(st[S.ICOUNT])
+            clock.run_due()
+            now = time.monotonic()
+            if now >= next_fe:
+                next_fe = now + FRONTEND_PERIOD_S
+                if fe is not None:
+                    fe.poll()
+                    if fe.quit_requested:
+                        return 0
+                if self.wall_end is not None and now >= self.wall_end:
+                    return EXIT_TIMEOUT
+
+    # -- statistics ------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        d = dict(self.m.core.stats_dict())
+        wall = max(1e-9, time.monotonic() - self.wall_start)
+        insns = int(self.m.st[S.ICOUNT])
+        d["guest_instructions"] = insns
+        d["wall_seconds"] = round(wall, 3)
+        d["mips"] = round(insns / wall / 1e6, 3)
+        d["resets"] = self.resets
+        for i, name in enumerate(S.EXIT_REASON_NAMES):
+            if name != "none":
+                d[f"exits_{name}"] = self.exits[i]
+        lookups = d.get("lookups") or d.get("block_lookups")
+        hits = d.get("fast_hits") or d.get("table_hits")
+        if lookups and hits is not None:
+            d["hit_rate"] = round(hits / lookups, 4)
+        return d

@@ -1,0 +1,365 @@
+"""The built-in BIOS's services, each exercised by a boot sector assembled at test time.
+
+The guest reports through the 0xE9 debug console and halts with IF=0 (see tests/test_machine.py).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from tests.cpu.guestasm import needs_nasm
+from tests.test_machine import run_guest
+
+pytestmark = needs_nasm
+
+
+def test_int10_teletype_reaches_the_screen():
+    body = """
+    mov si, msg
+.next:
+    lodsb
+    test al, al
+    jz .end
+    mov ah, 0x0e
+    mov bx, 7
+    int 0x10
+    jmp .next
+.end:
+    mov ah, 0x03          ; cursor position of page 0
+    xor bh, bh
+    int 0x10
+    mov ax, dx
+    call out_ax
+    jmp done
+msg: db "Hello from INT 10h", 13, 10, "second line", 0
+"""
+    r = run_guest(body)
+    lines = r.screen.splitlines()
+    assert "Hello from INT 10h" in lines
+    assert "second line" in lines
+    row = lines.index("second line")
+    assert r.debug == bytes([len("second line"), row])
+
+
+def test_int10_set_mode_write_string_scroll_and_read_char():
+    body = """
+    mov ax, 0x0003
+    int 0x10
+    mov ax, 0x1301          ; write string, attribute in BL, move cursor
+    mov bx, 0x001e
+    mov cx, 5
+    mov dx, 0x0203          ; row 2, column 3
+    mov bp, msg
+    int 0x10
+    mov ah, 0x02            ; cursor to 2,3
+    xor bh, bh
+    mov dx, 0x0203
+    int 0x10
+    mov ah, 0x08            ; read char+attr at the cursor
+    int 0x10
+    call out_ax
+    mov ax, 0x0601          ; scroll the whole screen up one line
+    mov bh, 0x07
+    xor cx, cx
+    mov dx, 0x184f
+    int 0x10
+    mov ah, 0x0f
+    int 0x10
+    call out_ax
+    jmp done
+msg: db "ABCDE"
+"""
+    r = run_guest(body)
+    assert r.debug[:2] == bytes([ord("A"), 0x1E])
+    assert r.debug[2:4] == bytes([3, 80])  # mode 3, 80 columns
+    lines = r.screen.splitlines()
+    assert lines[1] == "   ABCDE"  # scrolled up from row 2 to row 1
+
+
+def test_int13_chs_and_extended_reads_from_floppy_and_disk():
+    marker = b"SECTOR-ONE" + bytes(502)
+    body = """
+    mov [drive], dl
+    mov ax, 0x0201          ; read 1 sector: C0 H0 S2
+    mov cx, 0x0002
+    xor dh, dh
+    mov dl, [drive]
+    mov bx, 0x8000
+    int 0x13
+    jc .fail
+    mov si, 0x8000
+    mov cx, 10
+.copy:
+    lodsb
+    call out_al
+    loop .copy
+    cmp byte [drive], 0x80
+    jne .end
+    mov ah, 0x41
+    mov bx, 0x55aa
+    mov dl, 0x80
+    int 0x13
+    jc .fail
+    mov ax, bx
+    call out_ax
+    mov ah, 0x42
+    mov dl, 0x80
+    mov si, dap
+    int 0x13
+    jc .fail
+    mov si, 0x9000
+    mov cx, 3
+.copy2:
+    lodsb
+    call out_al
+    loop .copy2
+    mov ah, 0x48
+    mov dl, 0x80
+    mov si, params
+    mov word [params], 0x1e
+    int 0x13
+    jc .fail
+    mov ax, [params + 16]   ; total sectors, low word
+    call out_ax
+.end:
+    mov ah, 0x08
+    mov dl, [drive]
+    int 0x13
+    mov ax, cx
+    call out_ax
+    mov ax, dx
+    call out_ax
+    jmp done
+.fail:
+    mov al, '!'
+    call out_al
+    mov al, ah
+    call out_al
+    jmp done
+drive: db 0
+dap: db 0x10, 0
+    dw 1
+    dw 0x9000, 0
+    dq 1
+params: times 0x1e db 0
+"""
+    r = run_guest(body, extra_sectors=marker)
+    assert r.debug[:10] == b"SECTOR-ONE"
+    cx, dx = struct.unpack("<HH", r.debug[10:14])
+    assert cx == (79 << 8) | 18 and dx == (1 << 8) | 1  # 1.44M: 80 cylinders, 18 sectors, 2 heads; 1 drive
+
+    r = run_guest(body, disk=True, extra_sectors=marker, disk_size=4 << 20)
+    assert r.debug[:10] == b"SECTOR-ONE"
+    assert r.debug[10:12] == b"\x55\xaa"  # BX = AA55h
+    assert r.debug[12:15] == b"SEC"
+    assert struct.unpack("<H", r.debug[15:17])[0] == (4 << 20) // 512
+    cx, dx = struct.unpack("<HH", r.debug[17:21])
+    assert cx & 0x3F == 63 and dx & 0xFF == 1
+
+
+DISK_RW = """
+    mov [drive], dl
+    mov di, 0x8000          ; fill a sector with a pattern
+    mov cx, 512
+    mov al, 0x5a
+    rep stosb
+    mov dword [0x8000], 'WRIT'
+    mov ax, 0x0301          ; write C0 H0 S3
+    mov cx, 0x0003
+    xor dh, dh
+    mov dl, [drive]
+    mov bx, 0x8000
+    int 0x13
+    jc .fail
+    mov di, 0x8000
+    mov cx, 512
+    xor al, al
+    rep stosb
+    mov ax, 0x0201          ; read it back
+    mov cx, 0x0003
+    xor dh, dh
+    mov dl, [drive]
+    mov bx, 0x8000
+    int 0x13
+    jc .fail
+    mov si, 0x8000
+    mov cx, 5
+.copy:
+    lodsb
+    call out_al
+    loop .copy
+    jmp done
+.fail:
+    mov al, '!'
+    call out_al
+    jmp done
+drive: db 0
+"""
+
+
+def test_int13_write_then_read_persists_to_the_image(tmp_path):
+    path = tmp_path / "disk.img"
+    r = run_guest(DISK_RW, disk=True, image_path=str(path), disk_size=1 << 20)
+    assert r.debug == b"WRITZ"
+    data = path.read_bytes()
+    assert data[2 * 512: 2 * 512 + 5] == b"WRITZ"
+
+
+def test_int13_snapshot_leaves_the_image_byte_identical(tmp_path):
+    from tests.test_machine import boot_sector
+
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as fh:
+        fh.write(boot_sector(DISK_RW))
+        fh.truncate(1 << 20)
+    before = path.read_bytes()
+    r = run_guest(DISK_RW, disk=True, image_path=str(path), snapshot=True)
+    assert r.debug == b"WRITZ"  # the guest sees its own write
+    assert path.read_bytes() == before  # the file does not
+
+
+def test_int15_e820_map_and_memory_sizes():
+    body = """
+    xor ebx, ebx
+    mov di, 0x8000
+.next:
+    mov eax, 0xe820
+    mov edx, 0x534d4150
+    mov ecx, 20
+    int 0x15
+    jc .end
+    cmp eax, 0x534d4150
+    jne .end
+    mov si, di
+    mov cx, 20
+.copy:
+    lodsb
+    call out_al
+    loop .copy
+    test ebx, ebx
+    jnz .next
+.end:
+    mov al, '|'
+    call out_al
+    mov ah, 0x88
+    int 0x15
+    call out_ax
+    mov ax, 0xe801
+    int 0x15
+    call out_ax
+    mov ax, bx
+    call out_ax
+    int 0x12
+    call out_ax
+    int 0x11
+    call out_ax
+    mov ah, 0xc0
+    int 0x15
+    mov al, [es:bx + 2]
+    call out_al
+    jmp done
+"""
+    r = run_guest(body, ram_mb=32)
+    table, tail = r.debug.split(b"|")
+    entries = [struct.unpack("<QQI", table[i: i + 20]) for i in range(0, len(table), 20)]
+    ram = [(b, n) for b, n, t in entries if t == 1]
+    assert ram[0] == (0, 639 * 1024)
+    assert (0x100000, (32 << 20) - 0x100000) in ram
+    assert any(t == 2 and b <= 0xF0000 < b + n for b, n, t in entries)
+    ext, e801_low, e801_high, base, equip = struct.unpack("<HHHHH", tail[:10])
+    assert ext == 31 * 1024
+    assert e801_low == 15 * 1024 and e801_high == (16 << 20) // 65536
+    assert base == 639
+    assert equip & 1  # a floppy drive
+    assert tail[10] == 0xFC  # model byte in the configuration table
+
+
+def test_int16_returns_typed_keys():
+    body = """
+    mov cx, 4
+.next:
+    xor ah, ah
+    int 0x16
+    call out_ax
+    loop .next
+    mov ah, 0x01            ; nothing left: ZF=1
+    int 0x16
+    mov al, 'Z'
+    jz .empty
+    mov al, 'N'
+.empty:
+    call out_al
+    jmp done
+"""
+    r = run_guest(body, keys=b"aB1\r")
+    words = struct.unpack("<4H", r.debug[:8])
+    assert words == (0x1E61, 0x3042, 0x0231, 0x1C0D)
+    assert r.debug[8:] == b"Z"
+
+
+def test_int1a_ticks_advance_and_rtc_reads():
+    body = """
+    xor ah, ah
+    int 0x1a
+    mov bx, dx
+.wait:
+    hlt                     ; IF=1: the timer wakes us
+    xor ah, ah
+    int 0x1a
+    mov ax, dx
+    sub ax, bx
+    cmp ax, 3
+    jb .wait
+    mov al, 'T'
+    call out_al
+    mov ah, 0x02
+    int 0x1a
+    jc .bad
+    mov ax, cx
+    call out_ax
+    mov ah, 0x04
+    int 0x1a
+    jc .bad
+    mov ax, cx
+    call out_ax
+    jmp done
+.bad:
+    mov al, '!'
+    call out_al
+    jmp done
+"""
+    r = run_guest(body)
+    assert r.debug[:1] == b"T"
+    minutes_hours = struct.unpack("<H", r.debug[1:3])[0]
+    year_century = struct.unpack("<H", r.debug[3:5])[0]
+    assert (year_century >> 8) == 0x20  # BCD century
+    assert (minutes_hours >> 8) <= 0x23
+
+
+def test_int15_wait_and_a20():
+    body = """
+    mov ax, 0x2402          ; A20 status
+    int 0x15
+    call out_al
+    mov ax, 0x2400          ; disable
+    int 0x15
+    mov ax, 0x2402
+    int 0x15
+    call out_al
+    mov ax, 0x2401
+    int 0x15
+    mov ah, 0x86            ; wait 100 ms
+    mov cx, 1
+    mov dx, 0x86a0
+    int 0x15
+    jc .bad
+    mov al, 'W'
+    call out_al
+    jmp done
+.bad:
+    mov al, '!'
+    call out_al
+    jmp done
+"""
+    r = run_guest(body)
+    assert r.debug == b"\x01\x00W"
