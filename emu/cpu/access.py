@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from numba import njit
 
+from emu import stats as K
 from emu.cpu import state as S
-from emu.mmu.softmmu import MEM_FAULT, mem_read_slow, mem_write_slow
+from emu.mmu.softmmu import MEM_FAULT, count, mem_read_slow, mem_write_slow
 from emu.mmu.tlb import ACC_EXEC, ACC_READ, ACC_WRITE, TE_ADDEND, TLB_BITS, TLB_INDEX_MASK, TLB_STRIDE
 from emu.rawptr import load_i64, load_u8, load_u16, load_u32, store_i64, store_u8, store_u16, store_u32
 
@@ -108,6 +109,7 @@ def vread(tp, mp, cp, la, size, user):
     """Read `size` bytes at linear address `la`: TLB fast path inline, else the slow path."""
     p = tp + (((ACC_READ << TLB_BITS) + ((la >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE) * 8
     if load_i64(p) == ((la & 0xFFFF_F000) | user) and (la & 0xFFF) <= 0x1000 - size:
+        count(cp, K.TLB_HITS)
         return _host_load(mp + load_i64(p + TE_ADDEND * 8) + la, size)
     return mem_read_slow(cp, la, size, user, ACC_READ)
 
@@ -117,6 +119,7 @@ def vwrite(tp, mp, cp, la, size, v, user):
     """Write `size` bytes at `la`; 0 or a negative failure code."""
     p = tp + (((ACC_WRITE << TLB_BITS) + ((la >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE) * 8
     if load_i64(p) == ((la & 0xFFFF_F000) | user) and (la & 0xFFF) <= 0x1000 - size:
+        count(cp, K.TLB_HITS)
         _host_store(mp + load_i64(p + TE_ADDEND * 8) + la, size, v)
         return 0
     return mem_write_slow(cp, la, size, v, user)

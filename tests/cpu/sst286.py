@@ -101,6 +101,9 @@ SKIP_RULES = {
     "lock-ud": "LOCK on an instruction a P6 cannot lock: 286 ignores it, P6 raises #UD",
     "sreg-fs-gs": "8C/8E reg 4/5: 286 #UD, P6 moves FS/GS",
     "fpu-escape": "ESC without an 80287 is a no-op on the test rig; a P6 has an x87",
+    "286-string-gp": "string op past FFFFh: 286 steps SI/DI before its #GP, a P6 faults with them unchanged",
+    "286-ss-limit-gp": "SS access past its limit: 286 raises #GP, a P6 #SS",
+    "prefetched-code": "the instruction wrote over its own bytes or the HLT: 286 runs its prefetch queue",
 }
 
 
@@ -344,6 +347,9 @@ def step_instruction(core) -> None:
     """Run one whole instruction, answering the exits a bare CPU takes on the way: IN reads
     all-ones (the tests' bus has no devices), OUT goes nowhere, and a REP string instruction that
     paused between slices (or between I/O elements) is resumed until it retires or faults."""
+    if not hasattr(core, "stats"):  # a stand-in core (the harness's own tests) has no exits
+        core.step()
+        return
     from emu import stats as K
     from emu.cpu import state as S
 
