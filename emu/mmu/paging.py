@@ -56,6 +56,8 @@ ADDR_MASK_PAE = 0x000F_FFFF_FFFF_F000  # 52-bit physical addresses
 def phys_host(pmap_ptr, phys):
     """Host offset of a physical byte in RAM/ROM, or -1 for MMIO or open bus (page tables there
     read as all-ones, as unmapped memory does)."""
+    if phys >> 32:
+        return -1  # PAE/PSE-36 addresses above 4 GiB: nothing is there (not an alias of low memory)
     entry = load_i64(pmap_ptr + ((phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)) * 8)
     if entry & (PM_MMIO | PM_UNMAPPED):
         return -1
@@ -75,6 +77,8 @@ def _rd_entry(mem_ptr, pmap_ptr, phys, wide):
 @njit(cache=True, inline="always")
 def _set_bits(mem_ptr, pmap_ptr, phys, bits):
     """Set A/D bits in a page-table entry's low dword (RAM only; ROM tables stay as they are)."""
+    if phys >> 32:
+        return
     entry = load_i64(pmap_ptr + ((phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)) * 8)
     if entry & PM_KIND_MASK:
         return
@@ -93,7 +97,7 @@ def page_walk(st_ptr, mem_ptr, pmap_ptr, linear, acc, user):
     cr0 = load_i64(st_ptr + S.CR0 * 8)
     cr4 = load_i64(st_ptr + S.CR4 * 8)
     cr3 = load_i64(st_ptr + S.CR3 * 8)
-    a20 = load_i64(st_ptr + S.A20_MASK * 8)
+    a20 = load_i64(st_ptr + S.A20_MASK * 8) | ~0xFFFF_FFFF  # bit 20 only: PAE tables may sit above 4 GiB
     write = acc == 1
     wp = (cr0 & CR0_WP) != 0
     pae = (cr4 & CR4_PAE) != 0

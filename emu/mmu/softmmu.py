@@ -92,7 +92,9 @@ def linear_to_phys(ctx_ptr, linear, acc, user):
     else:
         phys = linear
         glob = 0
-    return ((phys & sget(st, S.A20_MASK)) << 1) | glob
+    # The A20 gate clears bit 20 only: PAE addresses above 4 GiB keep their upper bits (translate
+    # then sees them as unmapped instead of aliasing low memory).
+    return ((phys & (sget(st, S.A20_MASK) | ~0xFFFF_FFFF)) << 1) | glob
 
 
 @njit(cache=True)
@@ -107,6 +109,8 @@ def translate(ctx_ptr, linear, acc, user):
         return MEM_FAULT
     phys = r >> 1
     glob = r & 1
+    if phys >> 32:
+        return _OPEN_BUS  # a PAE/PSE-36 page above 4 GiB: no RAM there (pmap covers 4 GiB only)
     ppn = (phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)
     entry = load_i64(load_i64(ctx_ptr + CTX_PMAP * 8) + ppn * 8)
     kind = entry & PM_KIND_MASK
@@ -133,13 +137,20 @@ def translate(ctx_ptr, linear, acc, user):
 
 @njit(cache=True, inline="always")
 def _load(p, size):
+    """Load 1..8 bytes. The halves of a page-crossing access have any size from 1 to 7: those go
+    byte by byte, so no byte beyond the access is read (or, in _store, written)."""
     if size == 1:
         return load_u8(p)
     if size == 2:
         return load_u16(p)
     if size == 4:
         return load_u32(p)
-    return load_i64(p)
+    if size == 8:
+        return load_i64(p)
+    v = 0
+    for i in range(size):
+        v |= load_u8(p + i) << (8 * i)
+    return v
 
 
 @njit(cache=True, inline="always")
@@ -150,8 +161,11 @@ def _store(p, size, value):
         store_u16(p, value)
     elif size == 4:
         store_u32(p, value)
-    else:
+    elif size == 8:
         store_i64(p, value)
+    else:
+        for i in range(size):
+            store_u8(p + i, (value >> (8 * i)) & 0xFF)
 
 
 @njit(cache=True)
@@ -206,6 +220,9 @@ def _write_part(ctx_ptr, host, phys_hint, size, value):
         sset(st, S.EXIT_ARG0, phys_hint)
         sset(st, S.EXIT_ARG1, size)
         sset(st, S.EXIT_ARG2, value & ((1 << (8 * size)) - 1))
+        # Python performs the write after the loop returns: the block must end after this
+        # instruction, or a later write in the same block would overwrite the exit's operands.
+        sset(st, S.STOP_AFTER_INSN, 1)
         return 0
     return 0  # ROM or open bus: the write vanishes
 
@@ -272,6 +289,8 @@ def fetch_phys(ctx_ptr, linear, user):
 @njit(cache=True)
 def phys_code_host(ctx_ptr, phys):
     """Host offset of a physical code byte, or -1 when the page is not RAM/ROM."""
+    if phys >> 32:
+        return -1
     entry = load_i64(load_i64(ctx_ptr + CTX_PMAP * 8) + ((phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)) * 8)
     kind = entry & PM_KIND_MASK
     if kind != PM_RAM and kind != PM_ROM:
