@@ -205,6 +205,12 @@ class Bios:
         bus.write(PIT_CONTROL, 1, 0x36)
         bus.write(PIT_COUNTER0, 1, 0)
         bus.write(PIT_COUNTER0, 1, 0)
+        # COM1/COM2: 9600 baud, 8 data bits, no parity, 1 stop bit (reset leaves 5 data bits)
+        for base in (0x3F8, 0x2F8):
+            bus.write(base + 3, 1, 0x80)
+            bus.write(base, 1, 12)
+            bus.write(base + 1, 1, 0)
+            bus.write(base + 3, 1, 0x03)
         self.set_ticks_from_rtc()
         self.set_mode(3)
         self.print_text("pyemu BIOS\r\n\r\n")
@@ -831,6 +837,16 @@ class Bios:
         self.jump(R.ROM_SEGMENT, R.HALT_LOOP)
 
     def int19(self) -> None:
+        if self.m.direct_boot is not None:
+            from emu.bootproto import BootError
+
+            self.print_text("Booting from the -kernel image...\r\n")
+            try:
+                self.m.direct_boot.load(self.m)
+            except BootError as exc:
+                self.message(str(exc))
+                self.jump(R.ROM_SEGMENT, R.HALT_LOOP)
+            return
         names = {"a": "Floppy", "c": "Hard Disk", "d": "DVD/CD"}
         for dev in self.m.boot_order:
             drive = self.drives.get(0x00 if dev == "a" else 0x80) if dev in "ac" else None

@@ -168,14 +168,15 @@ def _boot_config(args):
     from emu.devices.diskimage import floppy_format
     from emu.machine import MachineConfig
 
-    for opt, what in (("gdb", "-gdb"), ("kernel", "-kernel"), ("cdrom", "-cdrom")):
+    for opt, what in (("gdb", "-gdb"), ("cdrom", "-cdrom")):
         if getattr(args, f"opt_{opt}") is not None:
             raise UsageError(f"{what}: not supported yet")
     if args.gdb_default or args.start_paused:
         raise UsageError("-s/-S: the gdb stub is not supported yet")
-    if args.opt_initrd is not None or args.opt_append is not None:
+    if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
-    cfg = MachineConfig(ram_mb=args.ram, snapshot=args.snapshot, no_reboot=args.no_reboot)
+    cfg = MachineConfig(ram_mb=args.ram, snapshot=args.snapshot, no_reboot=args.no_reboot,
+                        kernel=args.opt_kernel, initrd=args.opt_initrd, append=args.opt_append)
     cfg.floppies = [args.opt_fda, args.opt_fdb]
     cfg.disks = [args.opt_hda, args.opt_hdb]
     if args.image:
@@ -264,6 +265,7 @@ def _cmd_boot(args) -> int:
         error, status = "interrupted", 130
     finally:
         fe.close()
+        machine.flush_serial()
         cfg.serial_backend.close()
         for fh in to_close:
             fh.close()

@@ -50,6 +50,9 @@ class MachineConfig:
     debug_exit: tuple[int, int] | None = None  # (iobase, iosize)
     no_reboot: bool = False
     demo: bool = False
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
     floppy_images: list = field(default_factory=list)  # ready DiskImage objects (the demo, tests)
     disk_images: list = field(default_factory=list)
 
@@ -66,6 +69,18 @@ class Machine:
         self.clock = VirtualClock(icount=cfg.icount, shift=cfg.icount_shift)
         self.floppies: list[DiskImage | None] = [None, None]
         self.disks: list[DiskImage | None] = [None, None]
+        self.direct_boot = None
+        if cfg.kernel is not None:
+            from emu.bootproto import BootError, DirectBoot
+
+            if cfg.bios_file is not None:
+                raise MachineError("-kernel needs the built-in BIOS (not -bios)")
+            try:
+                self.direct_boot = DirectBoot(cfg.kernel, cfg.initrd, cfg.append or "", self.ram_bytes)
+            except BootError as exc:
+                raise MachineError(str(exc)) from None
+        elif cfg.initrd is not None or cfg.append is not None:
+            raise MachineError("-initrd and -append need -kernel")
         self._open_images()
         self.builtin_bios = cfg.bios_file is None
         if self.builtin_bios:
@@ -211,6 +226,16 @@ class Machine:
             except TypeError:  # pragma: no cover
                 pass
         self.st[S.INTR_LINE] = 1 if self.pic.pending() else 0
+
+    def flush_serial(self) -> None:
+        """At exit: send what the UARTs still hold (a guest that halts right after writing its last
+        characters would otherwise lose them to the paced transmitter)."""
+        for u in self.serial:
+            for _ in range(64):
+                if u.tsr is None and not u.tx_fifo:
+                    break
+                u._tx_timer.cancel()
+                u._tx_done(self.clock.now())
 
     def close(self) -> None:
         for img in [*self.floppies, *self.disks]:

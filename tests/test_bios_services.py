@@ -260,7 +260,8 @@ def test_int15_e820_map_and_memory_sizes():
     jmp done
 """
     r = run_guest(body, ram_mb=32)
-    table, tail = r.debug.split(b"|")
+    table, sep, tail = r.debug[:-12], r.debug[-12:-11], r.debug[-11:]
+    assert sep == b"|" and len(table) % 20 == 0
     entries = [struct.unpack("<QQI", table[i: i + 20]) for i in range(0, len(table), 20)]
     ram = [(b, n) for b, n, t in entries if t == 1]
     assert ram[0] == (0, 639 * 1024)

@@ -1,0 +1,182 @@
+"""`pyemu boot` as a user runs it: a subprocess, QEMU's options, one-line errors, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cpu.guestasm import needs_nasm
+from tests.test_machine import boot_sector
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 240
+
+
+def pyemu(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "emu", "boot", *args], input=stdin, capture_output=True,
+                          cwd=cwd or ROOT, env=env, timeout=RUN_TIMEOUT)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.decode()
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pyemu: error: ")
+    return lines[0]
+
+
+def write_floppy(path: Path, sector: bytes) -> Path:
+    with open(path, "wb") as fh:
+        fh.write(sector)
+        fh.truncate(1440 * 1024)
+    return path
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def test_missing_image(tmp_path):
+    p = pyemu(str(tmp_path / "missing.img"), "-display", "none")
+    assert p.returncode == 1
+    assert "not found" in one_line_error(p)
+
+
+def test_empty_image(tmp_path):
+    empty = tmp_path / "empty.img"
+    empty.write_bytes(b"")
+    p = pyemu("-hda", str(empty), "-display", "none")
+    assert p.returncode == 1
+    one_line_error(p)
+
+
+def test_unknown_option():
+    p = pyemu("-frobnicate", "-display", "none")
+    assert p.returncode == 1
+    assert "-frobnicate" in one_line_error(p)
+
+
+def test_unsupported_device():
+    p = pyemu("-device", "e1000", "-display", "none")
+    assert p.returncode == 1
+    assert "e1000" in one_line_error(p)
+
+
+def test_non_bootable_disk_says_so_on_the_screen(tmp_path):
+    disk = tmp_path / "blank.img"
+    with open(disk, "wb") as fh:
+        fh.truncate(1 << 20)
+    shot = tmp_path / "screen.txt"
+    p = pyemu(str(disk), "-display", "none", "-icount", "--screendump", str(shot), "--timeout", "60")
+    assert p.returncode == 0
+    err = p.stderr.decode()
+    assert "Traceback" not in err
+    assert "No bootable device." in err and "pyemu: guest halted" in err
+    assert "No bootable device." in shot.read_text(encoding="utf-8")
+
+
+# -- running guests -----------------------------------------------------------------------------
+
+@needs_nasm
+def test_serial_both_directions_with_nographic(tmp_path):
+    body = """
+    mov si, hello
+.tx:
+    lodsb
+    test al, al
+    jz .rx
+    call com_out
+    jmp .tx
+.rx:
+    mov cx, 3
+.next:
+    mov dx, 0x3fd
+.poll:
+    in al, dx
+    test al, 1
+    jz .poll
+    mov dx, 0x3f8
+    in al, dx
+    and al, 0xdf            ; upper case
+    call com_out
+    loop .next
+    jmp done
+com_out:
+    mov dx, 0x3fd
+    mov ah, al
+.wait:
+    in al, dx
+    test al, 0x20
+    jz .wait
+    mov al, ah
+    mov dx, 0x3f8
+    out dx, al
+    ret
+hello: db "hi from COM1", 13, 10, 0
+"""
+    img = write_floppy(tmp_path / "serial.img", boot_sector(body))
+    p = pyemu(str(img), "-nographic", "-icount", "--timeout", "60", stdin=b"abc")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hi from COM1\r\nABC"
+    assert p.stderr.decode().strip() == "pyemu: guest halted"
+
+
+@needs_nasm
+def test_debugcon_file_isa_debug_exit_and_stats_json(tmp_path):
+    body = "mov al, 'D'\nout 0xe9, al\nmov al, 0x10\nout 0xf4, al\njmp done\n"
+    img = write_floppy(tmp_path / "exit.img", boot_sector(body))
+    log = tmp_path / "debug.log"
+    stats = tmp_path / "stats.json"
+    p = pyemu("-fda", str(img), "-display", "none", "-icount", "-debugcon", f"file:{log}",
+              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "--stats-json", str(stats),
+              "--timeout", "60")
+    assert p.returncode == (0x10 << 1) | 1
+    assert log.read_bytes() == b"D"
+    data = json.loads(stats.read_text())
+    assert data["guest_instructions"] > 0 and data["exits_io_out"] > 0
+
+
+@needs_nasm
+def test_timeout_exits_124(tmp_path):
+    img = write_floppy(tmp_path / "spin.img", boot_sector("jmp $\n"))
+    p = pyemu(str(img), "-display", "none", "--timeout", "2")
+    assert p.returncode == 124
+    assert "Traceback" not in p.stderr.decode()
+
+
+@needs_nasm
+def test_no_reboot_on_triple_fault(tmp_path):
+    body = "lidt [bad]\nint 0x20\njmp done\nbad: dw 0\ndd 0\n"
+    img = write_floppy(tmp_path / "tf.img", boot_sector(body))
+    p = pyemu(str(img), "-display", "none", "-no-reboot", "-icount", "--timeout", "60")
+    assert p.returncode == 0
+    assert "Traceback" not in p.stderr.decode()
+
+
+def test_demo_end_to_end(tmp_path):
+    shot = tmp_path / "demo.txt"
+    p = pyemu("--demo", "-display", "none", "-icount", "--screendump", str(shot), "--timeout", "120",
+              stdin=b"hello pyemu\r\x1b")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.decode().strip() == "pyemu: guest halted"
+    screen = shot.read_text(encoding="utf-8")
+    assert "pyemu demo" in screen
+    assert "> hello pyemu" in screen
+    assert "Bye." in screen
+
+
+@pytest.mark.skipif(not Path("/usr/share/seabios/bios.bin").exists(), reason="SeaBIOS is not installed")
+def test_bios_option_with_seabios(tmp_path):
+    disk = tmp_path / "blank.img"
+    with open(disk, "wb") as fh:
+        fh.truncate(1 << 20)
+    shot = tmp_path / "seabios.txt"
+    p = pyemu(str(disk), "-bios", "/usr/share/seabios/bios.bin", "-display", "none", "--screendump",
+              str(shot), "--timeout", "20")
+    assert "Traceback" not in p.stderr.decode()
+    assert "SeaBIOS" in shot.read_text(encoding="utf-8")
