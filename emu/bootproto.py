@@ -138,7 +138,7 @@ class DirectBoot:
                 raise BootError(f"-kernel {self.kernel_path}: truncated multiboot header")
             header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<5I", k, off + 12)
             file_off = off - (header_addr - load_addr)
-            if file_off < 0 or load_addr < 0x100000 // 16:
+            if file_off < 0 or load_addr < 0x1000:
                 raise BootError(f"-kernel {self.kernel_path}: bad multiboot load address")
             size = (load_end - load_addr) if load_end else len(k) - file_off
             self.segments = [(load_addr, k[file_off: file_off + size], (bss_end - load_addr) if bss_end else size)]

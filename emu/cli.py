@@ -253,7 +253,26 @@ def _cmd_boot(args) -> int:
         raise UsageError(str(exc)) from None
     fe = Frontend(machine, mode, stdin_fd=0 if _stdin_usable() else None,
                   serial_input=serial_spec == "stdio")
-    loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot)
+    trace = None
+    if args.log_items:
+        from emu.cpu.tracelog import TraceLog, parse_items
+
+        try:
+            mask = parse_items(args.log_items)
+        except ValueError as exc:
+            machine.close()
+            raise UsageError(str(exc)) from None
+        if args.opt_D:
+            try:
+                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
+            except OSError as exc:
+                machine.close()
+                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
+            to_close.append(log_out)
+        else:
+            log_out = sys.stderr
+        trace = TraceLog(machine.core, mask, log_out)
+    loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
     status = 0
     error = None
     try:

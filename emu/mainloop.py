@@ -32,12 +32,14 @@ class GuestError(Exception):
 
 
 class MainLoop:
-    def __init__(self, machine, frontend=None, timeout: float | None = None, no_reboot: bool = False):
+    def __init__(self, machine, frontend=None, timeout: float | None = None, no_reboot: bool = False,
+                 trace=None):
         self.m = machine
+        self.trace = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
         self.frontend = frontend
         self.timeout = timeout
         self.no_reboot = no_reboot
-        self.exits = [0] * len(S.EXIT_REASON_NAMES)
+        self.exits = [0] * (len(S.EXIT_REASON_NAMES) + 8)
         self.resets = 0
         self.halted_message = False
         self.wall_start = time.monotonic()
@@ -107,6 +109,7 @@ class MainLoop:
         core, st, clock, bus, pic = m.core, m.st, m.clock, m.bus, m.pic
         fe = self.frontend
         exits = self.exits
+        trace = self.trace
         if self.timeout is not None:
             self.wall_end = self.wall_start + self.timeout
         st[S.INTR_LINE] = 1 if pic.pending() else 0
@@ -118,6 +121,8 @@ class MainLoop:
             clock.advance_instructions(ic - last_ic)
             last_ic = ic
             exits[reason] += 1
+            if trace is not None:
+                trace.drain()
             if reason == S.EXIT_IO_OUT:
                 bus.write(int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG2]))
             elif reason == S.EXIT_IO_IN:
