@@ -152,8 +152,11 @@ class Machine:
         self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12), on_reset=self.request_reset,
                            on_a20=self.core.set_a20)
         self.i8042.attach(bus)
-        self.serial = [Uart16550(0x3F8, self.pic.irq_line(4), clock, cfg.serial_backend or NullBackend()),
-                       Uart16550(0x2F8, self.pic.irq_line(3), clock, NullBackend())]
+        # Unpaced, as QEMU's: a character leaves as soon as it is written (a guest polling THRE at
+        # 9600 baud would otherwise spin ~100k instructions, each poll an exit, per character).
+        self.serial = [Uart16550(0x3F8, self.pic.irq_line(4), clock, cfg.serial_backend or NullBackend(),
+                                 paced=False),
+                       Uart16550(0x2F8, self.pic.irq_line(3), clock, NullBackend(), paced=False)]
         for u in self.serial:
             u.attach(bus)
         self.vga = Vga(clock, self.core.mem[VGA_WINDOW[0]:VGA_WINDOW[1]])
