@@ -69,7 +69,7 @@ def main() -> int:
           f"(chained {d['chained']}, fast {d['lookup_fast_hits']}, second way {d['lookup_slow_hits']}, "
           f"misses {d['lookup_misses']}); blocks live {d['tb_live']}, "
           f"avg {d['tb_insns'] / max(d['tb_translated'], 1):.1f} insns/block")
-    print(f"TLB: {d['tlb_hits']} fetch hits, {d['tlb_misses']} misses, {d['mem_slow']} slow-path accesses")
+    print(f"TLB: {d['tlb_hits']} hits, {d['tlb_misses']} misses, {d['mem_slow']} slow-path accesses")
     return 0
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 _KEEP_CACHES = 3
-_COMPILED_PACKAGES = ("cpu", "mmu", "translate")  # where the numba code lives
+_COMPILED_PACKAGES = ("cpu", "mmu", "translate")  # where the numba code (and its constants) live
+_PYTHON_ONLY = {"translate/disasm.py", "cpu/core.py"}  # nothing compiled depends on these
 
 
 def _select_numba_cache() -> None:
@@ -28,7 +29,10 @@ def _select_numba_cache() -> None:
     for sub in _COMPILED_PACKAGES:
         compiled.extend((root / sub).rglob("*.py"))
     for path in sorted(compiled):
-        digest.update(str(path.relative_to(root)).encode())
+        name = path.relative_to(root).as_posix()
+        if name in _PYTHON_ONLY:
+            continue
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyemu"
     target = base / f"numba-{digest.hexdigest()[:16]}"

@@ -102,6 +102,8 @@ from emu.translate.translator import (
     translate_block,
 )
 
+DB_VECTOR = 1
+DR6_BS = 1 << 14  # DR6: the #DB came from single-stepping
 UD_VECTOR = 6
 NM_VECTOR = 7
 GP_VECTOR = 13
@@ -284,6 +286,10 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         smask = 0xFFFF_FFFF if (hfl & S.HF_SS32) else 0xFFFF
         ended = False
         limit = st[S.BUDGET]  # never retire more than the budget: single steps and icount are exact
+        tf = st[S.EFLAGS] & F.TF
+        if tf and limit > 1:
+            limit = 1  # EFLAGS.TF: one instruction, then the single-step trap
+        h = H.H_NOP
         for i in range(nrows):
             rb = (row0 + i) * ROW_WIDTH
             if i >= limit:
@@ -643,6 +649,13 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         st[S.ICOUNT] += done
         st[S.BUDGET] -= done
         stats[K.INSNS] += done
+        if tf and done > 0 and h != H.H_INT and st[S.EXIT_REASON] == S.EXIT_NONE:
+            # Single-step trap (#DB) after an instruction that began with TF=1, reported in DR6.BS
+            # (SDM Vol 3, 17.3.1.4); INT n clears TF for its handler and takes no trap.
+            st[S.DR0 + 6] |= DR6_BS
+            stats[K.EXCEPTIONS] += 1
+            deliver(sp, tp, mp, cp, DB_VECTOR, -1, st[S.EIP], False)
+            prev_tb = -1
         if st[S.STOP_AFTER_INSN]:
             st[S.STOP_AFTER_INSN] = 0
             prev_tb = -1
