@@ -3,6 +3,27 @@
 The njit decoder (decoder.py) decodes each instruction; the text is formatted here in Python from
 the decoder's output fields and the form metadata of opcodes.py. An undecodable byte prints as
 ``(bad)`` and the walk resumes at the next byte.
+
+The listing (``listing`` / ``disassemble_lines``, used by ``pyemu disasm`` and ``-d in_asm``) walks
+the bytes the way capstone does, so that its instruction boundaries agree with capstone's (and with
+QEMU's capstone-based ``in_asm``). It departs from the decoder's view of an instruction in three
+cases only; what the engine executes (``decoder.decode``) is unchanged:
+
+* Encodings outside the opcode table's scope that the decoder recognises for their length only
+  (VEX, EVEX, XOP, 3DNow!: form ``EXT``): the text and length come from capstone (a runtime
+  dependency) when capstone decodes them, else they print as a one-byte ``(bad)``. Capstone knows
+  the opcodes defined in those maps; for undefined ones it has no length, and neither does the CPU
+  (they raise #UD at the first byte that makes them undefined).
+* Encodings the decoder rejects (#UD per the SDM, or not in the emulated CPU model: LOCK on a
+  non-lockable form, MOV CS, CR1/CR5-CR7, VMX, TSX, ...) print as ``(bad)``. When capstone decodes
+  the bytes as one instruction, the ``(bad)`` covers capstone's length (the extent of the encoding
+  under the general instruction format: prefixes, opcode, ModRM, SIB, displacement, immediate);
+  the decoder stops reading at the byte that makes the encoding invalid, so its consumed length
+  (``F_LEN``) is not the encoding's extent. Otherwise ``(bad)`` covers one byte.
+* The undocumented x87 register-form aliases DC D0+i (FCOM2), DC D8+i (FCOMP3), DD C8+i (FXCH4),
+  DE D0+i (FCOMP5), DF C8+i (FXCH7), DF D0+i (FSTP8) and DF D8+i (FSTP9) are blank cells of the
+  SDM's x87 opcode map (Vol. 2 Appendix A.5). Real CPUs execute them, so the decoder accepts them,
+  but the listing follows the documented map, as capstone does: a one-byte ``(bad)``.
 """
 
 from __future__ import annotations
@@ -157,14 +178,60 @@ def decode_all(code: bytes, bits: int, org: int = 0) -> Iterator[tuple[int, int,
             pos += 1
 
 
+# Undocumented x87 aliases (blank in the SDM x87 opcode map) that capstone rejects: see the docstring.
+_X87_ALIAS_SPECS = ("DC D0+i", "DC D8+i", "DD C8+i", "DE D0+i", "DF C8+i", "DF D0+i", "DF D8+i")
+X87_ALIAS_FORMS = frozenset(f.index for f in O.FORMS if f.spec in _X87_ALIAS_SPECS)
+_CS: dict[int, object] = {}
+
+
+def _capstone_insn(code: bytes, pos: int, bits: int, org: int):
+    """capstone's decoding of the instruction at ``code[pos]`` (None if it rejects the bytes)."""
+    md = _CS.get(bits)
+    if md is None:
+        import capstone
+
+        md = _CS[bits] = capstone.Cs(capstone.CS_ARCH_X86,
+                                     capstone.CS_MODE_32 if bits == 32 else capstone.CS_MODE_16)
+    return next(md.disasm(code[pos:pos + 15], org + pos, 1), None)
+
+
+def listing(code: bytes, bits: int = 32, org: int = 0) -> Iterator[tuple[int, int, str]]:
+    """Walk ``code`` as ``pyemu disasm`` lists it: yields (offset, length, text), see the docstring."""
+    buf = np.frombuffer(bytes(code), np.uint8)
+    end = len(buf)
+    out = np.zeros(D.OUT_SIZE, np.int64)
+    pos = 0
+    bits32 = bits == 32
+    decode = D.decode
+    while pos < end:
+        n = decode(buf, pos, end, bits32, out)
+        text = "(bad)"
+        if n > 0:
+            form = int(out[D.F_FORM])
+            if O.FORMS[form].flags & O.EXT:
+                ins = _capstone_insn(code, pos, bits, org)
+                n = ins.size if ins is not None else 1
+                if ins is not None:
+                    text = f"{ins.mnemonic} {ins.op_str}" if ins.op_str else ins.mnemonic
+            elif form in X87_ALIAS_FORMS:
+                n = 1
+            else:
+                text = instruction_text(out, org + pos + n)
+        elif n == D.DEC_INVALID:
+            ins = _capstone_insn(code, pos, bits, org)
+            n = ins.size if ins is not None else 1
+        else:
+            n = 1
+        yield pos, n, text
+        pos += n
+
+
 def disassemble_lines(code: bytes, bits: int = 32, org: int = 0) -> Iterator[str]:
     """One line per instruction: ``ADDR: BYTES  MNEMONIC OPERANDS`` (pyemu disasm)."""
     width = 8 if bits == 32 else 4
-    for pos, n, out in decode_all(code, bits, org):
+    for pos, n, text in listing(code, bits, org):
         raw = code[pos:pos + n].hex(" ")
-        addr = org + pos
-        text = "(bad)" if out is None else instruction_text(out, addr + n)
-        yield f"{addr:0{width}x}: {raw:<20}  {text}"
+        yield f"{org + pos:0{width}x}: {raw:<20}  {text}"
 
 
 # A real-mode sample: print "Hello" through INT 10h teletype, read a key (INT 16h), echo it, halt.

@@ -1,12 +1,10 @@
 """``pyemu disasm``: boundary agreement with capstone on random bytes, errors, and the sample.
 
-Boundary metric: walk the bytes linearly with both disassemblers (an undecodable byte is one
-``(bad)`` byte, then continue). Agreement = fraction of capstone's instruction start offsets that
-are also pyemu start offsets. One adjustment: where capstone rejects bytes that pyemu decodes for
-a *listed* reason (``capstone_exception`` in test_decoder_capstone.py: VEX/EVEX/XOP decoded for
-length only, which capstone rejects for opcodes it does not know; undocumented x87 aliases; hint
-NOPs), capstone's walk continues after pyemu's instruction instead of after one byte, since capstone
-has no length for it.
+Boundary metric (plain, as a new user would measure it): walk the bytes linearly with capstone (an
+undecodable byte is one ``(bad)`` byte, then continue). Agreement = fraction of capstone's
+instruction start offsets that are also start offsets in pyemu's output. No adjustment: where the
+listing and capstone still differ it is because the SDM wins (UD0/UD1 take a ModRM; 0F 0D and
+0F 18-1F are NOPs for every ModRM), which costs well under 0.1 %.
 """
 
 from __future__ import annotations
@@ -23,8 +21,7 @@ import pytest
 
 from emu import cli
 from emu.translate import decoder as D
-from emu.translate.disasm import disasm_mnemonic
-from tests.translate.test_decoder_capstone import capstone_exception
+from emu.translate.disasm import disassemble_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,14 +33,6 @@ def _capstone_starts(code: bytes, bits: int) -> list[int]:
     while pos < len(code):
         ins = next(md.disasm(code[pos:pos + 16], pos, 1), None)
         starts.append(pos)
-        if ins is None:
-            r, out = D.decode_bytes(code[pos:pos + 16], bits)
-            if r > 1:
-                f = int(out[D.F_FORM])
-                ours = disasm_mnemonic(f, int(out[D.F_OPSIZE]), int(out[D.F_ADSIZE]))
-                if capstone_exception(bits, code[pos:pos + 16], ours, "(bad)", r, -1, f):
-                    pos += r
-                    continue
         pos += ins.size if ins else 1
     return starts
 
@@ -72,9 +61,10 @@ def boundary_agreement(code: bytes, bits: int, output: str) -> tuple[float, int]
     return hit / len(theirs), len(theirs)
 
 
+@pytest.mark.parametrize("seed", ["fixed", 1000, 31337])
 @pytest.mark.parametrize("bits", [16, 32])
-def test_random_boundaries(bits):
-    rnd = random.Random(bits)
+def test_random_boundaries(bits, seed):
+    rnd = random.Random(bits if seed == "fixed" else seed)
     code = bytes(rnd.getrandbits(8) for _ in range(60000))
     status, out, err = _run_main(["disasm", "--bits", str(bits), "--hex", code.hex()])
     assert status == 0 and not err
@@ -82,8 +72,34 @@ def test_random_boundaries(bits):
     parsed = _parse(out)
     assert sum(n for _, n, _ in parsed) == len(code)
     frac, n = boundary_agreement(code, bits, out)
-    print(f"{bits}-bit: boundary agreement with capstone {frac:.5%} of {n} capstone instructions")
+    print(f"{bits}-bit seed {seed}: boundary agreement with capstone {frac:.5%} of {n} capstone instructions")
     assert frac >= 0.999
+
+
+def _lines(hexbytes: str, bits: int = 32) -> list[tuple[int, int, str]]:
+    return _parse("\n".join(disassemble_lines(bytes.fromhex(hexbytes), bits=bits)))
+
+
+def test_listing_departures_from_decoder():
+    """The three documented cases where the listing walks like capstone (disasm.py docstring)."""
+    # VEX known to capstone: its text and length
+    assert _lines("c5 f8 58 c1 90") == [(0, 4, "vaddps xmm0, xmm0, xmm1"), (4, 1, "nop")]
+    # VEX with an opcode undefined in its map: decoded for length, listed as one (bad) byte
+    r, _ = D.decode_bytes(bytes.fromhex("c5c0cdc232"), 32)
+    assert r == 4
+    assert _lines("c5 c0 cd c2 32")[0] == (0, 1, "(bad)")
+    # #UD encodings: (bad) over the whole encoding (MOV CS with disp32, LOCK with a register destination)
+    for hexbytes, bits, n in (("8e 88 68 3c 1e 01", 32, 6), ("8e 88 68 3c", 16, 4), ("f0 12 40 5e", 32, 4)):
+        r, _ = D.decode_bytes(bytes.fromhex(hexbytes), bits)
+        assert r == D.DEC_INVALID  # still #UD for execution
+        assert _lines(hexbytes, bits)[0] == (0, n, "(bad)")
+    # truly undecodable byte: one (bad)
+    assert _lines("0f 04 90") == [(0, 1, "(bad)"), (1, 2, "add al, 0x90")]
+    # undocumented x87 alias: executed (decoder) but listed as capstone lists it
+    r, _ = D.decode_bytes(bytes.fromhex("dfd0"), 32)
+    assert r == 2
+    assert _lines("df d0 c0") == [(0, 1, "(bad)"), (1, 2, "rol al, 1")]
+    assert _lines("d9 c9")[0] == (0, 2, "fxch st(1)")
 
 
 def test_subprocess_cli():
