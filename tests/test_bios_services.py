@@ -364,3 +364,28 @@ def test_int15_wait_and_a20():
 """
     r = run_guest(body)
     assert r.debug == b"\x01\x00W"
+
+
+def test_int10_font_8x8_gives_80x50():
+    body = """
+    mov ax, 0x1112          ; load the 8x8 font: 50 rows
+    xor bl, bl
+    int 0x10
+    push ds
+    mov ax, 0x40
+    mov ds, ax
+    mov al, [0x84]          ; rows - 1
+    pop ds
+    call out_al
+    mov ah, 0x02
+    xor bh, bh
+    mov dx, 0x3100          ; row 49
+    int 0x10
+    mov ax, 0x0e41
+    int 0x10
+    jmp done
+"""
+    r = run_guest(body)
+    assert r.debug == bytes([49])
+    lines = r.screen.splitlines()
+    assert len(lines) == 50 and lines[49] == "A"

@@ -188,3 +188,60 @@ def test_bad_bios_file(tmp_path):
     p = pyemu("-bios", str(rom), "-display", "none")
     assert p.returncode == 1
     assert "64, 128, 192 or 256 KiB" in one_line_error(p)
+
+
+@needs_nasm
+def test_ctrl_c_exits_130_without_traceback(tmp_path):
+    import signal
+    import time
+
+    img = write_floppy(tmp_path / "spin.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    log = tmp_path / "started"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "emu", "boot", str(img), "-display", "none",
+                             "-debugcon", f"file:{log}", "--timeout", "120"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 100
+    while time.monotonic() < deadline and not (log.exists() and log.read_bytes() == b"S"):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err.decode()
+    assert err.decode().strip() == "pyemu: interrupted"
+
+
+def test_curses_display_on_a_terminal_echoes_keys_and_restores_it():
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pyemu on a terminal, the default display
+        os.environ["PYTHONPATH"] = str(ROOT)
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "emu", "boot", "--demo", "--timeout", "120"])
+    out = b""
+    sent = quit_sent = False
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        if not sent and b"\x1b[0;37;40m> " in out:
+            os.write(fd, b"typed!\r")
+            sent = True
+        if sent and not quit_sent and b"> typed!" in out:
+            os.write(fd, b"\x1b")
+            quit_sent = True
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"> typed!" in out and b"Bye." in out
+    assert b"\x1b[?25h" in out  # the cursor is shown again
+    assert b"pyemu: guest halted" in out
