@@ -74,7 +74,8 @@ def _cmd_disasm(args) -> int:
 
 
 # -- pyemu boot ----------------------------------------------------------------------------------
-_ICOUNT_SPEC = re.compile(r"^(shift=)?(\d+|auto)(,.*)?$")
+_ICOUNT_PART = r"(?:(?:shift=)?(?:\d+|auto)|sleep=(?:on|off))"
+_ICOUNT_SPEC = re.compile(rf"^{_ICOUNT_PART}(?:,{_ICOUNT_PART})*$")
 _SIZE_SUFFIX = {"": 1, "M": 1, "m": 1, "G": 1024, "g": 1024}
 
 
@@ -207,11 +208,16 @@ def _boot_config(args):
                 cfg.boot_order = val.replace("n", "")
     if args.icount is not None:
         cfg.icount = True
-        m = _ICOUNT_SPEC.match(args.icount)
-        if not m:
-            raise UsageError(f"-icount {args.icount}: expected shift=N or N")
-        if m.group(2) != "auto":
-            cfg.icount_shift = int(m.group(2))
+        if not _ICOUNT_SPEC.match(args.icount):
+            raise UsageError(f"-icount {args.icount}: expected [shift=]N|auto[,sleep=on|off]")
+        for part in args.icount.split(","):
+            key, _, val = part.partition("=")
+            if not val:
+                key, val = "shift", key
+            if key == "shift" and val != "auto":
+                cfg.icount_shift = int(val)
+            elif key == "sleep":
+                cfg.icount_sleep = val == "on"
     cfg.bios_file = args.opt_bios
     cfg.debug_exit = _debug_exit_spec(args.devices)
     return cfg

@@ -44,6 +44,7 @@ class MachineConfig:
     snapshot: bool = False
     icount: bool = False
     icount_shift: int = 3
+    icount_sleep: bool = True  # -icount sleep=off: idle time is skipped instead of slept
     bios_file: str | None = None
     serial_backend: object = None  # a uart16550 backend for COM1
     debugcon: object = None  # callable(bytes) or None
@@ -67,6 +68,7 @@ class Machine:
         if cfg.ram_mb < 1 or self.ram_bytes > 0xE000_0000:
             raise MachineError(f"-m {cfg.ram_mb}: RAM must be between 1 and 3584 MiB")
         self.clock = VirtualClock(icount=cfg.icount, shift=cfg.icount_shift)
+        self.icount_sleep = cfg.icount_sleep
         self.floppies: list[DiskImage | None] = [None, None]
         self.disks: list[DiskImage | None] = [None, None]
         self.direct_boot = None

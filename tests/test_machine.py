@@ -76,7 +76,8 @@ def run_guest(body: str, *, disk: bool = False, extra_sectors: bytes = b"", imag
 
     sector = boot_sector(body)
     debug = bytearray()
-    cfg = MachineConfig(ram_mb=ram_mb, icount=icount, snapshot=snapshot, debugcon=debug.extend)
+    cfg = MachineConfig(ram_mb=ram_mb, icount=icount, snapshot=snapshot, debugcon=debug.extend,
+                        icount_sleep=False)
     if image_path is not None:
         if not os.path.exists(image_path):
             with open(image_path, "wb") as fh:
