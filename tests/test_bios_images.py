@@ -47,3 +47,29 @@ def test_memtest86_with_kernel_starts_or_fails_in_one_line():
         assert err.startswith("pyemu: error: unimplemented instruction at 0010:")
     else:
         assert p.returncode in (0, 124)
+
+
+GRUB_BOOT_IMG = Path("/usr/lib/grub/i386-pc/boot.img")
+
+
+@pytest.mark.skipif(shutil.which("grub-mkstandalone") is None or not GRUB_BOOT_IMG.exists(),
+                    reason="needs grub-pc-bin")
+def test_grub_disk_reaches_its_command_line_and_takes_keys(tmp_path):
+    """A disk made with GRUB's tools: boot.img in the MBR, a standalone core.img after it."""
+    cfg = tmp_path / "grub.cfg"
+    cfg.write_text('set timeout=-1\nmenuentry "pyemu" {\n  echo hi\n}\n')
+    core = tmp_path / "core.img"
+    subprocess.run(["grub-mkstandalone", "-O", "i386-pc", "--install-modules=normal echo configfile biosdisk",
+                    "--modules=normal echo biosdisk", "--locales=", "--fonts=", "--themes=", "-o", str(core),
+                    f"boot/grub/grub.cfg={cfg}"], check=True, capture_output=True)
+    disk = tmp_path / "grub.img"
+    disk.write_bytes(GRUB_BOOT_IMG.read_bytes() + core.read_bytes())
+    with open(disk, "r+b") as fh:
+        fh.truncate(4 << 20)
+    shot = tmp_path / "screen.txt"
+    p = pyemu(str(disk), "-display", "none", "--screendump", str(shot), "--timeout", "15", stdin=b"cecho")
+    assert p.returncode == 124
+    assert "Traceback" not in p.stderr.decode()
+    screen = shot.read_text(encoding="utf-8")
+    assert "GNU GRUB" in screen
+    assert "grub> e" in screen  # the command line, with the first typed keys
