@@ -27,7 +27,7 @@ from . import bda as B
 from . import keyboard as KB
 from . import rom as R
 
-CF, ZF, IF = 0x0001, 0x0040, 0x0200
+CF, ZF, IF, VM = 0x0001, 0x0040, 0x0200, 0x20000
 SMAP = 0x534D4150
 
 # INT 13h status codes (AH)
@@ -143,8 +143,10 @@ class Bios:
     # -- dispatch --------------------------------------------------------------------------------
     def trap(self, port: int = 0, size: int = 1, value: int = 0) -> None:
         st = self.st
-        if int(st[S.seg_slot(S.CS, S.SEG_BASE)]) != R.ROM_BASE or st[S.CR0] & 1:
-            return  # not our ROM (or protected mode): ignore, like an unclaimed port
+        if int(st[S.seg_slot(S.CS, S.SEG_BASE)]) != R.ROM_BASE:
+            return  # not our ROM: ignore, like an unclaimed port
+        if st[S.CR0] & 1 and not st[S.EFLAGS] & VM:
+            return  # protected mode (virtual-8086 mode, e.g. under EMM386, is served)
         site = R.trap_site(int(st[S.EIP]) & 0xFFFF)
         if site is None:
             return

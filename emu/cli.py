@@ -288,6 +288,10 @@ def _cmd_boot(args) -> int:
         error, status = str(exc), EXIT_ERROR
     except KeyboardInterrupt:
         error, status = "interrupted", 130
+    except Exception as exc:  # noqa: BLE001 - a pyemu bug: still one line (PYEMU_DEBUG=1 re-raises)
+        if os.environ.get("PYEMU_DEBUG"):
+            raise
+        error, status = f"internal error: {type(exc).__name__}: {exc} (PYEMU_DEBUG=1 shows where)", EXIT_ERROR
     finally:
         fe.close()
         machine.flush_serial()
