@@ -102,6 +102,10 @@ from emu.translate.translator import (
     translate_block,
 )
 
+# An exception takes guest time like an instruction: a guest caught in a loop of faults (say, a #PF
+# on its own handler's first byte) still spends its budget, so timers fire and Python regains
+# control (Ctrl-C, --timeout) instead of the compiled loop spinning forever.
+EXCEPTION_COST = 1
 DB_VECTOR = 1
 DR6_BS = 1 << 14  # DR6: the #DB came from single-stepping
 UD_VECTOR = 6
@@ -186,6 +190,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             host = mmu_translate(cp, la, ACC_EXEC, user)
             if host < 0:
                 if host == -1:  # fault on the fetch
+                    st[S.BUDGET] -= EXCEPTION_COST
+                    st[S.ICOUNT] += EXCEPTION_COST
                     r = deliver(sp, tp, mp, cp, st[S.FAULT_VECTOR], st[S.FAULT_ERROR], eip, False)
                     if r == DELIVER_TRIPLE:
                         return S.EXIT_TRIPLE_FAULT
@@ -246,6 +252,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if tb == TR_FETCH_FAULT:
                     if st[S.FAULT_VECTOR] < 0:
                         st[S.FAULT_VECTOR] = 14
+                    st[S.BUDGET] -= EXCEPTION_COST
+                    st[S.ICOUNT] += EXCEPTION_COST
                     r = deliver(sp, tp, mp, cp, st[S.FAULT_VECTOR], st[S.FAULT_ERROR], eip, False)
                     if r == DELIVER_TRIPLE:
                         return S.EXIT_TRIPLE_FAULT
@@ -620,6 +628,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                         stats[K.EXIT_MMIO] += 1
                 else:
                     stats[K.EXCEPTIONS] += 1
+                    st[S.BUDGET] -= EXCEPTION_COST
+                    st[S.ICOUNT] += EXCEPTION_COST
                     deliver(sp, tp, mp, cp, st[S.FAULT_VECTOR], st[S.FAULT_ERROR], ieip, False)
                 ended = True
                 break
