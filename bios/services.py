@@ -54,6 +54,12 @@ BOOT_SIGNATURE = b"\x55\xaa"
 US_PER_TICK = 54925
 
 
+CD_DRIVE = 0xE0  # the drive number a no-emulation El Torito boot gets in DL (as SeaBIOS)
+CD_SECTOR = 2048
+EL_TORITO_BRVD = 17  # the boot record volume descriptor's sector (El Torito 1.0, section 2.0)
+EL_TORITO_ID = b"\x00CD001\x01EL TORITO SPECIFICATION"
+
+
 class Drive:
     """A BIOS drive: an image and the CHS geometry INT 13h reports for it."""
 
@@ -61,8 +67,14 @@ class Drive:
         self.image = image
         self.number = number
         self.floppy = number < 0x80
+        self.cd = number == CD_DRIVE
+        self.sector_size = CD_SECTOR if self.cd else SECTOR_SIZE
+        self.sectors = image.sectors // (self.sector_size // SECTOR_SIZE)
         fmt = floppy_format(image.size) if self.floppy else None
-        if fmt is not None:
+        if self.cd:
+            self.geometry = Geometry(max(1, min(1024, self.sectors // (64 * 32))), 64, 32)
+            self.drive_type = 0
+        elif fmt is not None:
             self.geometry = fmt.geometry
             self.drive_type = fmt.drive_type
         elif self.floppy:  # odd-sized floppy image: guess 1.44M-style tracks
@@ -80,6 +92,9 @@ class Bios:
         self.st = machine.core.st
         self.ram = B.Ram(machine.core.mem)
         self.wait_deadline: int | None = None
+        self.cd_boot_rba = 0
+        self.cd_load_seg = 0x07C0
+        self.cd_load_count = 4
         self.e0_prefix = False
         self.drives: dict[int, Drive] = {}
         for i, img in enumerate(machine.floppies):
@@ -88,6 +103,8 @@ class Bios:
         for i, img in enumerate(machine.disks):
             if img is not None:
                 self.drives[0x80 + i] = Drive(img, 0x80 + i)
+        if getattr(machine, "cdrom", None) is not None:
+            self.drives[CD_DRIVE] = Drive(machine.cdrom, CD_DRIVE)
         self.handlers = {
             0x09: self.int09, 0x10: self.int10, 0x11: self.int11, 0x12: self.int12, 0x13: self.int13,
             0x15: self.int15, 0x16: self.int16, 0x18: self.int18, 0x19: self.int19, 0x1A: self.int1a,
@@ -190,7 +207,7 @@ class Bios:
         ram.w16(b + B.KBD_BUF_END_PTR, B.KBD_BUFFER_END)
         ram.w8(b + B.KBD_FLAGS0, 0)
         ram.w8(b + B.KBD_FLAGS3, 0x10)  # 101/102-key keyboard
-        ram.w8(b + B.DISK_COUNT, sum(1 for d in self.drives if d >= 0x80))
+        ram.w8(b + B.DISK_COUNT, sum(1 for d in self.drives if 0x80 <= d < CD_DRIVE))
         ram.w16(b + B.CRTC_BASE, CRTC_INDEX)
         # EBDA
         ebda = B.EBDA_SEGMENT << 4
@@ -560,12 +577,15 @@ class Bios:
 
     def transfer(self, drive: Drive, lba: int, count: int, addr: int, write: bool) -> int:
         img = drive.image
+        per = drive.sector_size // SECTOR_SIZE
         try:
             if write:
+                if drive.cd:
+                    return DISK_WRITE_PROTECTED
                 data = self.core.read_phys(addr, count * SECTOR_SIZE)
                 img.write_sectors(lba, data)
             else:
-                data = img.read_sectors(lba, count)
+                data = img.read_sectors(lba * per, count * per)
                 self.core.write_phys(addr, data)
         except DiskWriteProtected:
             return DISK_WRITE_PROTECTED
@@ -650,12 +670,28 @@ class Bios:
             if ram.r8(pkt) >= 0x18 and off == 0xFFFF and seg == 0xFFFF:
                 addr = ram.r32(pkt + 16)
             if ah == 0x44:
-                status = DISK_OK if lba + count <= drive.image.sectors else DISK_NOT_FOUND
+                status = DISK_OK if lba + count <= drive.sectors else DISK_NOT_FOUND
             else:
                 status = self.transfer(drive, lba, count, addr, ah == 0x43)
             if status:
                 ram.w16(pkt + 2, 0)
             self._disk_status(dl, status)
+            return
+        if ah == 0x4B and drive.cd:
+            if al in (0x00, 0x01):  # terminate emulation / get status: the specification packet
+                pkt = (self.seg(S.DS) << 4) + self.r16(S.ESI)
+                spec = bytearray(0x13)
+                spec[0] = 0x13
+                spec[1] = 0x00  # no emulation
+                spec[2] = CD_DRIVE
+                spec[3] = 0  # controller index
+                spec[4:8] = self.cd_boot_rba.to_bytes(4, "little")
+                spec[0x0C:0x0E] = self.cd_load_seg.to_bytes(2, "little")
+                spec[0x0E:0x10] = self.cd_load_count.to_bytes(2, "little")
+                self.core.write_phys(pkt, bytes(spec))
+                self._disk_status(dl, DISK_OK)
+            else:
+                self._disk_status(dl, DISK_BAD_COMMAND)
             return
         if ah == 0x48:
             buf = (self.seg(S.DS) << 4) + self.r16(S.ESI)
@@ -666,13 +702,13 @@ class Bios:
                 return
             g = drive.geometry
             ram.w16(buf, 0x1A if size < 0x1E else 0x1E)
-            ram.w16(buf + 2, 0x0002 if not drive.floppy else 0x0004)  # CHS valid / removable
-            ram.w32(buf + 4, g.cylinders)
-            ram.w32(buf + 8, g.heads)
-            ram.w32(buf + 12, g.sectors)
-            ram.w32(buf + 16, drive.image.sectors & 0xFFFFFFFF)
-            ram.w32(buf + 20, drive.image.sectors >> 32)
-            ram.w16(buf + 24, SECTOR_SIZE)
+            ram.w16(buf + 2, 0x0074 if drive.cd else (0x0002 if not drive.floppy else 0x0004))
+            ram.w32(buf + 4, 0xFFFFFFFF if drive.cd else g.cylinders)
+            ram.w32(buf + 8, 0xFFFFFFFF if drive.cd else g.heads)
+            ram.w32(buf + 12, 0xFFFFFFFF if drive.cd else g.sectors)
+            ram.w32(buf + 16, drive.sectors & 0xFFFFFFFF)
+            ram.w32(buf + 20, drive.sectors >> 32)
+            ram.w16(buf + 24, drive.sector_size)
             if size >= 0x1E:
                 ram.w32(buf + 26, 0xFFFFFFFF)
             self._disk_status(dl, DISK_OK)
@@ -851,33 +887,64 @@ class Bios:
             return
         names = {"a": "Floppy", "c": "Hard Disk", "d": "DVD/CD"}
         for dev in self.m.boot_order:
-            drive = self.drives.get(0x00 if dev == "a" else 0x80) if dev in "ac" else None
+            number = {"a": 0x00, "c": 0x80, "d": CD_DRIVE}[dev]
+            drive = self.drives.get(number)
             if drive is None:
                 continue
             self.print_text(f"Booting from {names[dev]}...\r\n")
             try:
-                sector = drive.image.read_sectors(0, 1)
+                loaded = self.load_cd_boot(drive) if drive.cd else self.load_boot_sector(drive)
             except DiskError:
-                self.print_text("Boot failed: could not read the boot disk\r\n\r\n")
+                loaded = "could not read the boot disk"
+            if isinstance(loaded, str):
+                self.print_text(f"Boot failed: {loaded}\r\n\r\n")
                 continue
-            if not drive.floppy and sector[510:512] != BOOT_SIGNATURE:
-                self.print_text("Boot failed: not a bootable disk\r\n\r\n")
-                continue
-            if drive.floppy and not any(sector):
-                self.print_text("Boot failed: not a bootable disk\r\n\r\n")
-                continue
-            self.core.write_phys(BOOT_SECTOR, sector)
+            seg, data = loaded
+            self.core.write_phys(seg << 4, data)
             st = self.st
             for r in (S.EAX, S.EBX, S.ECX, S.ESI, S.EDI, S.EBP):
                 st[r] = 0
             st[S.EDX] = drive.number
-            for s in (S.DS, S.ES, S.SS, S.FS, S.GS):
-                self.core.set_seg_real(s, 0)
+            for s_ in (S.DS, S.ES, S.SS, S.FS, S.GS):
+                self.core.set_seg_real(s_, 0)
             st[S.ESP] = BOOT_SECTOR
             self.core.set_flags(0x0202)
-            self.jump(0, BOOT_SECTOR)
+            if seg == BOOT_SECTOR >> 4:
+                self.jump(0, BOOT_SECTOR)
+            else:
+                self.jump(seg, 0)
             return
         self.int18()
+
+    def load_boot_sector(self, drive: Drive):
+        sector = drive.image.read_sectors(0, 1)
+        if not drive.floppy and sector[510:512] != BOOT_SIGNATURE:
+            return "not a bootable disk"
+        if drive.floppy and not any(sector):
+            return "not a bootable disk"
+        return BOOT_SECTOR >> 4, sector
+
+    def load_cd_boot(self, drive: Drive):
+        """El Torito no-emulation boot: the boot catalog's default entry."""
+        per = CD_SECTOR // SECTOR_SIZE
+        brvd = drive.image.read_sectors(EL_TORITO_BRVD * per, per)
+        if brvd[: len(EL_TORITO_ID)] != EL_TORITO_ID:
+            return "no El Torito boot record on the CD"
+        catalog_lba = int.from_bytes(brvd[0x47:0x4B], "little")
+        cat = drive.image.read_sectors(catalog_lba * per, per)
+        if cat[0] != 0x01 or cat[30:32] != BOOT_SIGNATURE:
+            return "bad El Torito boot catalog"
+        entry = cat[32:64]
+        if entry[0] != 0x88:
+            return "the CD's default boot entry is not bootable"
+        if entry[1] & 0x0F != 0:
+            return "floppy/hard disk emulation CDs are not supported yet"
+        seg = int.from_bytes(entry[2:4], "little") or 0x07C0
+        count = int.from_bytes(entry[6:8], "little") or 1
+        rba = int.from_bytes(entry[8:12], "little")
+        self.cd_boot_rba, self.cd_load_seg, self.cd_load_count = rba, seg, count
+        data = drive.image.read_sectors(rba * per, count)
+        return seg, data
 
     # -- INT 1Ah: time ---------------------------------------------------------------------------
     def _rtc(self, index: int) -> int:

@@ -169,7 +169,7 @@ def _boot_config(args):
     from emu.devices.diskimage import floppy_format
     from emu.machine import MachineConfig
 
-    for opt, what in (("gdb", "-gdb"), ("cdrom", "-cdrom")):
+    for opt, what in (("gdb", "-gdb"),):
         if getattr(args, f"opt_{opt}") is not None:
             raise UsageError(f"{what}: not supported yet")
     if args.gdb_default or args.start_paused:
@@ -178,6 +178,7 @@ def _boot_config(args):
         raise UsageError("-initrd/-append need -kernel")
     cfg = MachineConfig(ram_mb=args.ram, snapshot=args.snapshot, no_reboot=args.no_reboot,
                         kernel=args.opt_kernel, initrd=args.opt_initrd, append=args.opt_append)
+    cfg.cdrom = args.opt_cdrom
     cfg.floppies = [args.opt_fda, args.opt_fdb]
     cfg.disks = [args.opt_hda, args.opt_hdb]
     if args.image:

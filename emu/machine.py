@@ -56,6 +56,7 @@ class MachineConfig:
     append: str | None = None
     floppy_images: list = field(default_factory=list)  # ready DiskImage objects (the demo, tests)
     disk_images: list = field(default_factory=list)
+    cdrom_image: object = None  # a ready DiskImage (tests)
 
 
 class Machine:
@@ -71,6 +72,7 @@ class Machine:
         self.icount_sleep = cfg.icount_sleep
         self.floppies: list[DiskImage | None] = [None, None]
         self.disks: list[DiskImage | None] = [None, None]
+        self.cdrom: DiskImage | None = None
         self.direct_boot = None
         if cfg.kernel is not None:
             from emu.bootproto import BootError, DirectBoot
@@ -125,10 +127,14 @@ class Machine:
             for i, img in enumerate(cfg.disk_images[:2]):
                 if img is not None and self.disks[i] is None:
                     self.disks[i] = img
+            if cfg.cdrom:
+                self.cdrom = DiskImage.open(cfg.cdrom, readonly=True)
+            elif cfg.cdrom_image is not None:
+                self.cdrom = cfg.cdrom_image
         except DiskError as exc:
             self.close()
             raise MachineError(str(exc)) from None
-        order = cfg.boot_order or ("a" if self.floppies[0] else "c")
+        order = cfg.boot_order or ("a" if self.floppies[0] else ("c" if self.disks[0] or not self.cdrom else "d"))
         self.boot_order = order + "".join(d for d in "acd" if d not in order)
 
     def _build_devices(self) -> None:
@@ -183,7 +189,11 @@ class Machine:
             from emu.devices.ata import AtaController, AtaDrive
         except ImportError:  # pragma: no cover - the storage devices are optional
             return
-        drives = [AtaDrive(d) if d is not None else None for d in self.disks]
+        drives: list = [AtaDrive(d) if d is not None else None for d in self.disks]
+        if self.cdrom is not None:
+            from emu.devices.ata import AtapiDrive
+
+            drives.append(AtapiDrive(self.cdrom))  # secondary master, as QEMU's -cdrom
         self.ata = AtaController(self.clock, self.pic.irq_line(14), self.pic.irq_line(15), drives)
         self.ata.attach(self.bus)
         self.storage.append(self.ata)
@@ -243,7 +253,7 @@ class Machine:
                 u._tx_done(self.clock.now())
 
     def close(self) -> None:
-        for img in [*self.floppies, *self.disks]:
+        for img in [*self.floppies, *self.disks, self.cdrom]:
             if img is not None:
                 try:
                     img.close()

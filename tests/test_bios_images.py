@@ -73,3 +73,21 @@ def test_grub_disk_reaches_its_command_line_and_takes_keys(tmp_path):
     screen = shot.read_text(encoding="utf-8")
     assert "GNU GRUB" in screen
     assert "grub> e" in screen  # the command line, with the first typed keys
+
+
+@pytest.mark.skipif(shutil.which("grub-mkrescue") is None or shutil.which("xorriso") is None,
+                    reason="needs grub-pc-bin (grub-mkrescue) and xorriso")
+def test_grub_rescue_cd_boots_from_cdrom(tmp_path):
+    """An El Torito no-emulation ISO made by grub-mkrescue, on -cdrom."""
+    root = tmp_path / "iso" / "boot" / "grub"
+    root.mkdir(parents=True)
+    (root / "grub.cfg").write_text('set timeout=-1\nmenuentry "pyemu" {\n  echo hi\n}\n')
+    iso = tmp_path / "rescue.iso"
+    subprocess.run(["grub-mkrescue", "-o", str(iso), str(tmp_path / "iso"), "--modules=normal echo"],
+                   check=True, capture_output=True)
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-cdrom", str(iso), "-display", "none", "--screendump", str(shot), "--timeout", "20", stdin=b"c")
+    assert p.returncode == 124
+    assert "Traceback" not in p.stderr.decode()
+    screen = shot.read_text(encoding="utf-8")
+    assert "GNU GRUB" in screen and "grub>" in screen

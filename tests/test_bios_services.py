@@ -389,3 +389,69 @@ def test_int10_font_8x8_gives_80x50():
     assert r.debug == bytes([49])
     lines = r.screen.splitlines()
     assert len(lines) == 50 and lines[49] == "A"
+
+
+def test_el_torito_cd_boot_and_2048_byte_extended_reads():
+    from emu.devices.diskimage import DiskImage
+    from emu.machine import Machine, MachineConfig
+    from emu.mainloop import MainLoop
+    from tests.cpu.guestasm import assemble
+
+    code = assemble("""
+bits 16
+org 0x7c00
+    xor ax, ax
+    mov ds, ax
+    mov es, ax
+    mov al, dl              ; the boot drive
+    out 0xe9, al
+    mov ah, 0x42
+    mov si, dap
+    int 0x13
+    jc .fail
+    mov si, 0x8000
+    mov cx, 4
+.copy:
+    lodsb
+    out 0xe9, al
+    loop .copy
+    mov al, [0x8000 + 2047] ; the last byte of the 2048-byte sector
+    out 0xe9, al
+    mov ax, 0x4b01          ; El Torito status
+    mov si, spec
+    int 0x13
+    jc .fail
+    mov al, [spec + 2]
+    out 0xe9, al
+    cli
+    hlt
+.fail:
+    mov al, '!'
+    out 0xe9, al
+    cli
+    hlt
+dap: db 0x10, 0
+    dw 1
+    dw 0x8000, 0
+    dq 30
+spec: times 0x13 db 0
+""")
+    iso = bytearray(64 * 2048)
+    iso[17 * 2048: 17 * 2048 + 30] = b"\x00CD001\x01EL TORITO SPECIFICATION"
+    iso[17 * 2048 + 0x47: 17 * 2048 + 0x4B] = (18).to_bytes(4, "little")
+    cat = bytearray(64)
+    cat[0] = 0x01
+    cat[30:32] = b"\x55\xaa"
+    cat[32] = 0x88  # bootable, no emulation
+    cat[38:40] = (1).to_bytes(2, "little")  # one 512-byte sector
+    cat[40:44] = (20).to_bytes(4, "little")
+    iso[18 * 2048: 18 * 2048 + 64] = cat
+    iso[20 * 2048: 20 * 2048 + len(code)] = code
+    iso[30 * 2048: 30 * 2048 + 4] = b"CD30"
+    iso[30 * 2048 + 2047] = 0x77
+    debug = bytearray()
+    m = Machine(MachineConfig(icount=True, icount_sleep=False, debugcon=debug.extend,
+                              cdrom_image=DiskImage.from_bytes(iso)))
+    assert m.boot_order.startswith("d")
+    assert MainLoop(m, timeout=30).run() == 0
+    assert bytes(debug) == b"\xe0CD30\x77\xe0"
