@@ -52,6 +52,7 @@ def test_memtest86_with_kernel_starts_or_fails_in_one_line():
 GRUB_BOOT_IMG = Path("/usr/lib/grub/i386-pc/boot.img")
 
 
+@pytest.mark.slow  # ~16 s: GRUB polls the keyboard in a busy loop
 @pytest.mark.skipif(shutil.which("grub-mkstandalone") is None or not GRUB_BOOT_IMG.exists(),
                     reason="needs grub-pc-bin")
 def test_grub_disk_reaches_its_command_line_and_takes_keys(tmp_path):
@@ -75,6 +76,7 @@ def test_grub_disk_reaches_its_command_line_and_takes_keys(tmp_path):
     assert "grub> e" in screen  # the command line, with the first typed keys
 
 
+@pytest.mark.slow  # ~20 s
 @pytest.mark.skipif(shutil.which("grub-mkrescue") is None or shutil.which("xorriso") is None,
                     reason="needs grub-pc-bin (grub-mkrescue) and xorriso")
 def test_grub_rescue_cd_boots_from_cdrom(tmp_path):
