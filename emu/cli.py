@@ -109,21 +109,33 @@ def _add_boot_parser(sub) -> None:
     boot.add_argument("image", nargs="?", help="first hard disk (or floppy, by size)")
     boot.add_argument("--demo", action="store_true", help="boot the built-in demo image")
     boot.add_argument("-m", dest="ram", type=_ram_mb, default=128, metavar="MB", help="guest RAM (default 128)")
-    for name in ("fda", "fdb", "hda", "hdb", "cdrom", "kernel", "initrd", "append", "bios", "boot",
-                 "display", "serial", "debugcon", "D", "gdb", "machine", "M", "cpu", "smp", "vga"):
-        boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper())
-    boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV")
-    boot.add_argument("-d", dest="log_items", metavar="ITEMS")
-    boot.add_argument("-nographic", action="store_true")
-    boot.add_argument("-no-reboot", dest="no_reboot", action="store_true")
-    boot.add_argument("-snapshot", action="store_true")
-    boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N")
-    boot.add_argument("-s", dest="gdb_default", action="store_true")
-    boot.add_argument("-S", dest="start_paused", action="store_true")
-    boot.add_argument("--screendump", metavar="PATH")
-    boot.add_argument("--timeout", type=float, metavar="SECONDS")
-    boot.add_argument("--stats", action="store_true")
-    boot.add_argument("--stats-json", dest="stats_json", metavar="PATH")
+    helps = {
+        "fda": "floppy A: image", "fdb": "floppy B: image", "hda": "first hard disk image",
+        "hdb": "second hard disk image", "cdrom": "CD-ROM image (ISO, El Torito boot)",
+        "kernel": "Linux bzImage or multiboot kernel to boot directly", "initrd": "initial ramdisk / module",
+        "append": "kernel command line", "bios": "ROM image instead of the built-in BIOS",
+        "boot": "boot order: a (floppy), c (disk), d (CD), or order=ca", "display": "curses or none",
+        "serial": "COM1: stdio, file:PATH or none", "debugcon": "port E9h console: stdio or file:PATH",
+        "D": "log file for -d", "gdb": "gdb stub (not yet)", "machine": "pc (the only machine)",
+        "M": "pc (the only machine)", "cpu": "accepted for QEMU compatibility", "smp": "1 (one CPU)",
+        "vga": "std (VGA text modes)",
+    }
+    for name, text in helps.items():
+        boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
+    boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV",
+                      help="isa-debug-exit[,iobase=0xf4,iosize=0x04]")
+    boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int")
+    boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
+    boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
+    boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
+    boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N",
+                      help="deterministic time: [shift=]N|auto[,sleep=on|off]")
+    boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on :1234 (not yet)")
+    boot.add_argument("-S", dest="start_paused", action="store_true", help="start paused (not yet)")
+    boot.add_argument("--screendump", metavar="PATH", help="write the text screen here at exit (.txt)")
+    boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
+    boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
+    boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
 
 
 def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
@@ -176,6 +188,13 @@ def _boot_config(args):
         raise UsageError("-s/-S: the gdb stub is not supported yet")
     if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
+    if args.opt_smp not in (None, "1", "cpus=1"):
+        raise UsageError(f"-smp {args.opt_smp}: pyemu has one CPU")
+    for opt in ("machine", "M"):
+        value = getattr(args, f"opt_{opt}")
+        if value is not None and value.split(",")[0] not in ("pc", "type=pc") \
+                and not value.startswith(("pc-i440fx", "type=pc-i440fx")):
+            raise UsageError(f"-{opt} {value}: pyemu has one machine, pc (i440FX)")
     cfg = MachineConfig(ram_mb=args.ram, snapshot=args.snapshot, no_reboot=args.no_reboot,
                         kernel=args.opt_kernel, initrd=args.opt_initrd, append=args.opt_append)
     cfg.cdrom = args.opt_cdrom

@@ -22,7 +22,7 @@ from emu.cpu import state as S
 
 EXIT_TIMEOUT = 124
 HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
-ICOUNT_SLICE = 2_000_000
+ICOUNT_SLICE = 200_000  # also bounds the wait for terminal input and --timeout
 FRONTEND_PERIOD_S = 0.02
 IF_FLAG = 1 << 9
 
