@@ -14,7 +14,7 @@ from tests.cpu.guestasm import needs_nasm
 from tests.test_machine import boot_sector
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT = 240
+RUN_TIMEOUT = 900  # a hang guard; a cold numba cache can take minutes to compile
 
 
 def pyemu(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
