@@ -201,7 +201,7 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "emu", "boot", str(img), "-display", "none",
                              "-debugcon", f"file:{log}", "--timeout", "120"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 100
+    deadline = time.monotonic() + 800  # allows a cold numba compile
     while time.monotonic() < deadline and not (log.exists() and log.read_bytes() == b"S"):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
@@ -223,7 +223,7 @@ def test_curses_display_on_a_terminal_echoes_keys_and_restores_it():
         os.execv(sys.executable, [sys.executable, "-m", "emu", "boot", "--demo", "--timeout", "120"])
     out = b""
     sent = quit_sent = False
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 800  # allows a cold numba compile
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
