@@ -171,7 +171,7 @@ class Machine:
         self.vga.attach(bus)
         self.port92 = Port92(on_a20=self.core.set_a20, on_reset=self.request_reset)
         self.port92.attach(bus)
-        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset())
+        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
         self.pci.attach(bus)
         if cfg.debugcon is not None:
             DebugCon(cfg.debugcon).attach(bus)
@@ -213,6 +213,23 @@ class Machine:
             pass
 
     # -- callbacks -------------------------------------------------------------------------------
+    def _on_pam(self, index: int, value: int) -> None:
+        """i440FX PAM0-6: C0000-FFFFF read/write RAM (WE set) or read-only ROM, per 16 KiB block
+        (64 KiB for F0000). One backing store: "write RAM, read ROM" is modelled as RAM."""
+        from emu.mmu.physmap import PAGE_SHIFT, PM_KIND_MASK, PM_RAM, PM_ROM
+
+        if index == 0:
+            blocks = [(0xF0000, 0x10000, value >> 4)]
+        else:
+            base = 0xC0000 + (index - 1) * 0x8000
+            blocks = [(base, 0x4000, value & 0xF), (base + 0x4000, 0x4000, value >> 4)]
+        pmap = self.core.phys.pmap
+        for start, size, nibble in blocks:
+            kind = PM_RAM if nibble & 0x2 else PM_ROM
+            for ppn in range(start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT):
+                pmap[ppn] = (int(pmap[ppn]) & ~PM_KIND_MASK) | kind
+        self.core.flush_tlb()
+
     def request_reset(self, *_args) -> None:
         self.reset_requested = True  # every reset source is a port write: the loop sees it next
 
