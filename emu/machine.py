@@ -99,6 +99,7 @@ class Machine:
                 raise MachineError(f"-bios {cfg.bios_file}: {exc.strerror or exc}") from None
             if not rom or len(rom) % 0x10000 or len(rom) > 0x40000:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
+        self.rom = rom
         self.core = CpuCore(self.ram_bytes, rom)
         self.st = self.core.st
         self.bus = IoBus()
@@ -251,12 +252,16 @@ class Machine:
         """A system reset: the CPU restarts at F000:FFF0, the devices return to power-on state."""
         self.reset_requested = False
         self.core.reset()
-        self.core.flush_blocks()
         for dev in self.devices:
             try:
                 dev.reset()
             except TypeError:  # pragma: no cover
                 pass
+        # PAM back to power-on (ROM), and the ROM's pristine contents (shadow RAM shares its pages)
+        for i in range(7):
+            self._on_pam(i, self.pci.function(0, 0).config[0x59 + i])
+        self.core.phys.load_bios(self.rom)
+        self.core.flush_blocks()
         self.st[S.INTR_LINE] = 1 if self.pic.pending() else 0
 
     def flush_serial(self) -> None:
