@@ -59,7 +59,9 @@ STATUS_FAST_BACK_TO_BACK = 0x0080
 STATUS_DEVSEL_MEDIUM = 0x0200
 STATUS_ERROR_BITS = 0xF900  # parity, signalled/received aborts, SERR: write 1 to clear
 BAR_IO = 0x01
-IO_SPACE_MASK = 0xFFFF  # x86 I/O space is 64 KiB: upper BAR bits of an I/O BAR read back 0
+# All address bits of an I/O BAR are writable, as in QEMU: firmware (SeaBIOS) sizes BARs with 32-bit
+# arithmetic and would see a huge size if bits 31-16 read back 0.
+IO_SPACE_MASK = 0xFFFF_FFFF
 
 VENDOR_INTEL = 0x8086
 DEVICE_I440FX = 0x1237

@@ -94,7 +94,7 @@ def test_ide_legacy_mode_bars_0_to_3_are_not_implemented():
 def test_ide_bus_master_bar_sizes_to_16_ports():
     pci, bus = make()
     cfg_write(bus, 1, 1, 0x20, 0xFFFFFFFF)
-    assert cfg_read(bus, 1, 1, 0x20) == 0x0000FFF1
+    assert cfg_read(bus, 1, 1, 0x20) == 0xFFFFFFF1  # size 16: all bits above 4 writable
     cfg_write(bus, 1, 1, 0x20, 0xC001)
     assert cfg_read(bus, 1, 1, 0x20) == 0xC001
     assert pci.function(1, 1).bar_address(4) == 0xC000
@@ -134,7 +134,7 @@ def test_interrupt_line_writable_on_added_function():
     cfg_write(bus, 2, 0, 0x3C, 0x0B, size=1)
     assert cfg_read(bus, 2, 0, 0x3C, 1) == 0x0B
     cfg_write(bus, 2, 0, 0x10, 0xFFFFFFFF)
-    assert cfg_read(bus, 2, 0, 0x10) == 0xFFE1
+    assert cfg_read(bus, 2, 0, 0x10) == 0xFFFFFFE1
 
 
 def test_function_1_hidden_when_function_0_is_single():
