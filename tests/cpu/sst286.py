@@ -172,7 +172,6 @@ def skip_reason(form: str, insn: bytes) -> str | None:
     return None
 
 
-SOFTWARE_INTERRUPT_FORMS = ("CC", "CD", "CE")  # INT3, INT n, INTO
 STRING_FORMS = {"6C", "6D", "6E", "6F", "A4", "A5", "A6", "A7", "AA", "AB", "AC", "AD", "AE", "AF"}
 GP_VECTOR = 13
 
@@ -304,11 +303,10 @@ def make_case(form: str, t, meta: dict, revoked: frozenset[str]) -> Case:
     c.exp_gpr = tuple(er[n] for n, _ in GPR_ORDER)
     c.exp_segs = tuple(er[n] for n, _ in SEG_ORDER)
     c.exp_ip = er["ip"]
-    # The HLT that ends a test adds 1 to IP, except when the instruction raised a fault: the
-    # captured IP is then the handler's first byte (seen in the data for #DE, #UD, #BR and #GP).
-    # INT n, INT3 and INTO are traps and end like any jump.
-    fault = t.exception is not None and form not in SOFTWARE_INTERRUPT_FORMS
-    c.ip_adj = 0 if (form == "F4" or fault) else 1
+    # The HLT that ends a test adds 1 to IP (after a jump or an exception it is the HLT at the
+    # first fetch of the target, which `step_instruction` does not run: the exception itself is the
+    # step); in form F4 the HLT under test is the end.
+    c.ip_adj = 0 if form == "F4" else 1
     c.exp_flags = er["flags"]
     mask = form_info(meta, form).get("flags-mask", 0xFFFF) & ~_sdm_mask(form, insn)
     c.flags_mask = mask & FLAGS_COMPARED

@@ -198,10 +198,8 @@ class FakeCore:
                 self.segs[seg[name]] = v
             elif name == "flags":
                 self.flags = v
-        # the data's IP is past the HLT that ended the test; in form F4 that is the HLT under test,
-        # and after a fault it is the handler's first byte
-        fault = t.exception is not None and self.form not in sst.SOFTWARE_INTERRUPT_FORMS
-        self.st[sst.EIP_SLOT] = t.final.regs["ip"] - (0 if self.form == "F4" or fault else 1)
+        # the data's IP is past the HLT that ended the test; in form F4 that is the HLT under test
+        self.st[sst.EIP_SLOT] = t.final.regs["ip"] - (0 if self.form == "F4" else 1)
         for a, v in t.final.ram:
             self.mem[a] = v
         if self.fault:
