@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis.strategies import integers as st_integers
 
 GUARD = 1 << 16
 PATTERN = 0xA5
@@ -351,3 +353,17 @@ def test_guards_detect_a_write_outside_ram():
 
 if __name__ == "__main__":
     child_main(int(sys.argv[1]), int(sys.argv[2]))
+
+
+_HYPOTHESIS_CORE: list = []
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(seed=st_integers(min_value=0, max_value=2**63 - 1), budget=st_integers(min_value=1, max_value=4000))
+def test_hypothesis_random_code_over_random_page_tables(seed, budget):
+    """The same property driven by hypothesis in this process (the child-process test above is the
+    one that survives a crash): each drawn seed builds random page tables, registers and code,
+    and after running `budget` instructions every guard byte around the host arrays is intact."""
+    if not _HYPOTHESIS_CORE:
+        _HYPOTHESIS_CORE.append(GuardedCore())
+    run_example(_HYPOTHESIS_CORE[0], seed, budget)
