@@ -20,7 +20,14 @@ from numba import njit
 
 from emu import stats as K
 from emu.cpu import state as S
-from emu.mmu.softmmu import MEM_FAULT, count, mem_read_slow, mem_write_slow
+from emu.mmu.softmmu import (
+    MEM_FAULT,
+    count,
+    mem_read_slow,
+    mem_write_slow,
+    sget,
+    sset,  # noqa: F401  (re-exported: the CPU modules take both from here)
+)
 from emu.mmu.tlb import ACC_EXEC, ACC_READ, ACC_WRITE, TE_ADDEND, TLB_BITS, TLB_INDEX_MASK, TLB_STRIDE
 from emu.rawptr import load_i64, load_u8, load_u16, load_u32, store_i64, store_u8, store_u16, store_u32
 
@@ -32,16 +39,6 @@ SEGF_MASK = SEGF_NOREAD | SEGF_NOWRITE | SEGF_NULL | SEGF_EXPDOWN
 
 GP_VECTOR = 13
 SS_VECTOR = 12
-
-
-@njit(cache=True, inline="always")
-def sget(sp, slot):
-    return load_i64(sp + slot * 8)
-
-
-@njit(cache=True, inline="always")
-def sset(sp, slot, value):
-    store_i64(sp + slot * 8, value)
 
 
 @njit(cache=True, inline="always")
