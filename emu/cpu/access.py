@@ -180,6 +180,15 @@ def seg_la(sp, seg, ea, size, write):
     return seg_fault(sp, seg, ea, size, write)
 
 
+@njit(cache=True)
+def seg_read(sp, tp, mp, cp, seg, ea, size, user):
+    """Read `size` bytes at `seg`:`ea` after the segment checks: the value, or a failure code."""
+    la = seg_la(sp, seg, ea, size, False)
+    if la < 0:
+        return la
+    return vread(tp, mp, cp, la, size, user)
+
+
 @njit(cache=True, inline="always")
 def seg_summary(attr, pe, vm, null):
     """The SEGF_* bits for a segment cache entry (computed once per segment load)."""

@@ -32,6 +32,7 @@ from emu.cpu.access import (
     rget,
     rset,
     seg_la,
+    seg_read,
     set_sp,
     vprobe_write,
     vread,
@@ -325,8 +326,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if src >= 0:
                     v = rget(sp, src, size)
                 elif src == RM_MEM:
-                    la = seg_la(sp, seg, ea, size, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+                    v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
                 else:
                     v = imm & _mask(size)
                 if v < 0:
@@ -406,8 +406,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if dst >= 0:
                     v = rget(sp, dst, size)
                 elif dst == RM_MEM:
-                    la = seg_la(sp, seg, ea, size, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+                    v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
                 else:
                     v = imm & _mask(size)
                 if v < 0:
@@ -462,8 +461,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if src >= 0:
                     v = rget(sp, src, size2)
                 else:
-                    la = seg_la(sp, seg, ea, size2, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size2, user)
+                    v = seg_read(sp, tp, mp, cp, seg, ea, size2, user)
                 if v < 0:
                     fail = v
                 else:
@@ -514,8 +512,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if src >= 0:
                     b = rget(sp, src, size)
                 else:
-                    la = seg_la(sp, seg, ea, size, False)
-                    b = la if la < 0 else vread(tp, mp, cp, la, size, user)
+                    b = seg_read(sp, tp, mp, cp, seg, ea, size, user)
                 if b < 0:
                     fail = b
                 else:
@@ -533,8 +530,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if src >= 0:
                     v = rget(sp, src, size)
                 else:
-                    la = seg_la(sp, seg, ea, size, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+                    v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
                 if v < 0:
                     fail = v
                 elif _cond(sp, aux):
@@ -570,8 +566,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 if dst >= 0:
                     v = rget(sp, dst, size)
                 else:
-                    la = seg_la(sp, seg, ea, size, False)
-                    v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+                    v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
                 if v < 0:
                     fail = v
                 elif h == H.H_JMP_IND:
@@ -690,8 +685,7 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
         if dst >= 0:
             b = rget(sp, dst, size)
         else:
-            la = seg_la(sp, seg, ea, size, False)
-            b = la if la < 0 else vread(tp, mp, cp, la, size, user)
+            b = seg_read(sp, tp, mp, cp, seg, ea, size, user)
         if b < 0:
             fail = b
         elif aux == 4 or aux == 5:
@@ -749,8 +743,7 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
         if src >= 0:
             v = rget(sp, src, 2)
         else:
-            la = seg_la(sp, seg, ea, 2, False)
-            v = la if la < 0 else vread(tp, mp, cp, la, 2, user)
+            v = seg_read(sp, tp, mp, cp, seg, ea, 2, user)
         if v < 0:
             fail = v
         else:
@@ -926,8 +919,7 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
     elif h == H.H_XLAT:
         asz = asz_row
         off = (rget(sp, 3, asz) + rget(sp, 0, 1)) & (0xFFFF if asz == 2 else 0xFFFF_FFFF)
-        la = seg_la(sp, seg, off, 1, False)
-        v = la if la < 0 else vread(tp, mp, cp, la, 1, user)
+        v = seg_read(sp, tp, mp, cp, seg, off, 1, user)
         if v < 0:
             fail = v
         else:
@@ -1012,8 +1004,7 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
         if src >= 0:
             v = rget(sp, src, size)
         else:
-            la = seg_la(sp, seg, ea, size, False)
-            v = la if la < 0 else vread(tp, mp, cp, la, size, user)
+            v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
         if v < 0:
             fail = v
         else:
