@@ -19,7 +19,7 @@ from emu.devices.diskimage import (
     DiskError,
     DiskWriteProtected,
     Geometry,
-    floppy_format,
+    floppy_medium,
     lba_assist_geometry,
 )
 
@@ -70,7 +70,7 @@ class Drive:
         self.cd = number == CD_DRIVE
         self.sector_size = CD_SECTOR if self.cd else SECTOR_SIZE
         self.sectors = image.sectors // (self.sector_size // SECTOR_SIZE)
-        fmt = floppy_format(image.size) if self.floppy else None
+        fmt = floppy_medium(image.size) if self.floppy else None
         if self.cd:
             self.geometry = Geometry(max(1, min(1024, self.sectors // (64 * 32))), 64, 32)
             self.drive_type = 0

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from emu.clock import VirtualClock
 from emu.cpu import state as S
 from emu.cpu.core import CpuCore
+from emu.devices.ata import AtaController, AtaDrive, AtapiDrive
 from emu.devices.bus import IoBus
 from emu.devices.debug_exit import DebugExit
 from emu.devices.debugcon import DebugCon
-from emu.devices.diskimage import DiskError, DiskImage, floppy_format
+from emu.devices.diskimage import DiskError, DiskImage, floppy_medium
+from emu.devices.dma8237 import DmaController
+from emu.devices.fdc82077 import Fdc82077, FloppyDrive
 from emu.devices.i8042 import I8042
 from emu.devices.pci import PciBus
 from emu.devices.pic8259 import Pic8259Pair
@@ -152,7 +155,7 @@ class Machine:
         self.rtc.attach(bus)
         names = []
         for img in self.floppies:
-            fmt = floppy_format(img.size) if img is not None else None
+            fmt = floppy_medium(img.size) if img is not None else None
             names.append(fmt.name if fmt and fmt.name in ("360K", "720K", "1.2M", "1.44M", "2.88M")
                          else ("1.44M" if img is not None else "none"))
         while names and names[-1] == "none":
@@ -184,34 +187,22 @@ class Machine:
                         self.pci, *self.storage]
 
     def _build_storage(self) -> None:
-        """The IDE controller (and, when present, the floppy controller with its DMA)."""
-        self.storage: list = []
-        try:
-            from emu.devices.ata import AtaController, AtaDrive
-        except ImportError:  # pragma: no cover - the storage devices are optional
-            return
+        """The IDE controller, and the floppy controller with its DMA."""
         drives: list = [AtaDrive(d) if d is not None else None for d in self.disks]
         if self.cdrom is not None:
-            from emu.devices.ata import AtapiDrive
-
             drives.append(AtapiDrive(self.cdrom))  # secondary master, as QEMU's -cdrom
         self.ata = AtaController(self.clock, self.pic.irq_line(14), self.pic.irq_line(15), drives)
         self.ata.attach(self.bus)
-        self.storage.append(self.ata)
+        self.dma = DmaController(self.core.read_phys, self.core.write_phys)
+        self.dma.attach(self.bus)
         try:
-            from emu.devices.dma8237 import DmaController
-            from emu.devices.fdc82077 import Fdc82077, FloppyDrive
-        except ImportError:  # pragma: no cover
-            return
-        try:
-            self.dma = DmaController(self.core.read_phys, self.core.write_phys)
-            self.dma.attach(self.bus)
             fdrives = [FloppyDrive(img) for img in self.floppies]
-            self.fdc = Fdc82077(self.clock, self.pic.irq_line(6), self.dma, fdrives)
-            self.fdc.attach(self.bus)
-            self.storage += [self.dma, self.fdc]
-        except (TypeError, AttributeError, ValueError):  # pragma: no cover - API drift
-            pass
+        except DiskError as exc:
+            self.close()
+            raise MachineError(str(exc)) from None
+        self.fdc = Fdc82077(self.clock, self.pic.irq_line(6), self.dma, fdrives)
+        self.fdc.attach(self.bus)
+        self.storage = [self.ata, self.dma, self.fdc]
 
     # -- callbacks -------------------------------------------------------------------------------
     def _on_pam(self, index: int, value: int) -> None:

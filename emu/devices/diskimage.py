@@ -225,6 +225,17 @@ def floppy_format(size: int) -> FloppyFormat | None:
     return FLOPPY_FORMATS.get(size)
 
 
+def floppy_medium(size: int) -> FloppyFormat | None:
+    """The format a drive reads an image of `size` bytes as: its own standard format, else the
+    smallest standard format that holds it (a short image reads as zeros past its end, as QEMU
+    treats odd-sized floppy images such as GRUB's rescue floppy), else None (too big)."""
+    exact = FLOPPY_FORMATS.get(size)
+    if exact is not None:
+        return exact
+    fits = [fmt for total, fmt in FLOPPY_FORMATS.items() if total >= size and fmt.geometry.heads == 2]
+    return min(fits, key=lambda f: f.geometry.total) if fits and size > 0 else None
+
+
 def floppy_geometry(size: int) -> Geometry | None:
     fmt = FLOPPY_FORMATS.get(size)
     return fmt.geometry if fmt else None

@@ -39,7 +39,7 @@ from emu.devices.diskimage import (
     DiskError,
     DiskImage,
     FloppyFormat,
-    floppy_format,
+    floppy_medium,
 )
 
 FDC_BASE = 0x3F0
@@ -155,11 +155,17 @@ class FloppyDrive:
             self.insert(image)
 
     def insert(self, image: DiskImage) -> None:
-        fmt = floppy_format(image.size)
+        fmt = floppy_medium(image.size)
         if fmt is None:
-            raise DiskError(f"'{image.path}' is not a standard floppy size ({image.size} bytes)")
+            raise DiskError(f"'{image.path}' is too big for a floppy drive ({image.size} bytes)")
         self.image, self.format = image, fmt
         self.disk_changed = True
+
+    def read_sector(self, lba: int) -> bytes:
+        """One sector of the medium; past the end of a short image, zeros."""
+        if self.format is not None and self.image.sectors <= lba < self.format.geometry.total:
+            return bytes(SECTOR_SIZE)
+        return self.image.read_sectors(lba, 1)
 
     def eject(self) -> None:
         self.image = self.format = None
@@ -463,7 +469,7 @@ class Fdc82077:
             else:
                 try:
                     self.buffer = bytearray(b"".join(
-                        drive.image.read_sectors(lba, 1) for _, _, lba in sectors))
+                        drive.read_sector(lba) for _, _, lba in sectors))
                 except DiskError:
                     self._end(op, ST0_IC_ABNORMAL, ST1_DE, 0)
                     return
@@ -499,7 +505,7 @@ class Fdc82077:
                     data = dma.transfer_from_memory(ch, SECTOR_SIZE)
                     drive.image.write_sectors(lba, data.ljust(SECTOR_SIZE, b"\0"))
                 else:
-                    dma.transfer_to_memory(ch, drive.image.read_sectors(lba, 1))
+                    dma.transfer_to_memory(ch, drive.read_sector(lba))
             except DiskError:
                 self._end(op, ST0_IC_ABNORMAL, ST1_DE, 0, done_at=(head, r, False))
                 return
