@@ -19,6 +19,7 @@ from emu.devices.diskimage import (
     DiskError,
     DiskWriteProtected,
     Geometry,
+    ImageSlice,
     floppy_medium,
     lba_assist_geometry,
 )
@@ -58,6 +59,9 @@ CD_DRIVE = 0xE0  # the drive number a no-emulation El Torito boot gets in DL (as
 CD_SECTOR = 2048
 EL_TORITO_BRVD = 17  # the boot record volume descriptor's sector (El Torito 1.0, section 2.0)
 EL_TORITO_ID = b"\x00CD001\x01EL TORITO SPECIFICATION"
+ELTORITO_NO_EMULATION, ELTORITO_HARD_DISK = 0, 4  # boot media types (El Torito 1.0, section 2.2)
+ELTORITO_FLOPPY_SECTORS = {1: 2400, 2: 2880, 3: 5760}  # 1.2M, 1.44M, 2.88M diskettes
+MBR_PARTITIONS = 0x1BE
 
 
 class Drive:
@@ -96,6 +100,8 @@ class Bios:
         self.cd_load_seg = 0x07C0
         self.cd_load_count = 4
         self.e0_prefix = False
+        self.cd_media = ELTORITO_NO_EMULATION
+        self.cd_emulated = -1  # the drive number an El Torito emulated image took, if any
         self.drives: dict[int, Drive] = {}
         for i, img in enumerate(machine.floppies):
             if img is not None:
@@ -677,13 +683,13 @@ class Bios:
                 ram.w16(pkt + 2, 0)
             self._disk_status(dl, status)
             return
-        if ah == 0x4B and drive.cd:
+        if ah == 0x4B and (drive.cd or dl == self.cd_emulated):
             if al in (0x00, 0x01):  # terminate emulation / get status: the specification packet
                 pkt = (self.seg(S.DS) << 4) + self.r16(S.ESI)
                 spec = bytearray(0x13)
                 spec[0] = 0x13
-                spec[1] = 0x00  # no emulation
-                spec[2] = CD_DRIVE
+                spec[1] = self.cd_media
+                spec[2] = CD_DRIVE if self.cd_media == ELTORITO_NO_EMULATION else self.cd_emulated
                 spec[3] = 0  # controller index
                 spec[4:8] = self.cd_boot_rba.to_bytes(4, "little")
                 spec[0x0C:0x0E] = self.cd_load_seg.to_bytes(2, "little")
@@ -899,12 +905,12 @@ class Bios:
             if isinstance(loaded, str):
                 self.print_text(f"Boot failed: {loaded}\r\n\r\n")
                 continue
-            seg, data = loaded
+            seg, data, boot_dl = loaded
             self.core.write_phys(seg << 4, data)
             st = self.st
             for r in (S.EAX, S.EBX, S.ECX, S.ESI, S.EDI, S.EBP):
                 st[r] = 0
-            st[S.EDX] = drive.number
+            st[S.EDX] = boot_dl
             for s_ in (S.DS, S.ES, S.SS, S.FS, S.GS):
                 self.core.set_seg_real(s_, 0)
             st[S.ESP] = BOOT_SECTOR
@@ -922,7 +928,7 @@ class Bios:
             return "not a bootable disk"
         if drive.floppy and not any(sector):
             return "not a bootable disk"
-        return BOOT_SECTOR >> 4, sector
+        return BOOT_SECTOR >> 4, sector, drive.number
 
     def load_cd_boot(self, drive: Drive):
         """El Torito no-emulation boot: the boot catalog's default entry."""
@@ -937,14 +943,42 @@ class Bios:
         entry = cat[32:64]
         if entry[0] != 0x88:
             return "the CD's default boot entry is not bootable"
-        if entry[1] & 0x0F != 0:
-            return "floppy/hard disk emulation CDs are not supported yet"
+        media = entry[1] & 0x0F
+        if media > ELTORITO_HARD_DISK:
+            return f"unknown El Torito boot media type {media}"
         seg = int.from_bytes(entry[2:4], "little") or 0x07C0
         count = int.from_bytes(entry[6:8], "little") or 1
         rba = int.from_bytes(entry[8:12], "little")
         self.cd_boot_rba, self.cd_load_seg, self.cd_load_count = rba, seg, count
-        data = drive.image.read_sectors(rba * per, count)
-        return seg, data
+        self.cd_media = media
+        if media == ELTORITO_NO_EMULATION:
+            return seg, drive.image.read_sectors(rba * per, count), CD_DRIVE
+        number = self.emulate_from_cd(drive, rba * per, media)
+        return seg, self.drives[number].image.read_sectors(0, count), number
+
+    def emulate_from_cd(self, cd: Drive, first: int, media: int) -> int:
+        """El Torito floppy/hard-disk emulation (El Torito 1.0, 5.1): the boot image becomes drive
+        00h or 80h and the drives there move up one number. Returns the emulated drive number."""
+        if media == ELTORITO_HARD_DISK:
+            mbr = cd.image.read_sectors(first, 1)
+            ends = [int.from_bytes(mbr[o + 8:o + 12], "little") + int.from_bytes(mbr[o + 12:o + 16], "little")
+                    for o in range(MBR_PARTITIONS, MBR_PARTITIONS + 64, 16) if mbr[o + 4]]
+            size, number = max(ends, default=1), 0x80
+        else:
+            size, number = ELTORITO_FLOPPY_SECTORS[media], 0x00
+        if number in self.drives:
+            moved = self.drives.pop(number)
+            moved.number = number + 1
+            self.drives[number + 1] = moved
+        self.drives[number] = Drive(ImageSlice(cd.image, first, size), number)
+        ram, b = self.ram, B.BDA
+        if number == 0x80:
+            ram.w8(b + B.DISK_COUNT, sum(1 for d in self.drives if 0x80 <= d < CD_DRIVE))
+        else:
+            n = sum(1 for d in self.drives if d < 0x80)
+            ram.w16(b + B.EQUIPMENT, (ram.r16(b + B.EQUIPMENT) & ~0x00C1) | 0x0001 | ((n - 1) << 6))
+        self.cd_emulated = number
+        return number
 
     # -- INT 1Ah: time ---------------------------------------------------------------------------
     def _rtc(self, index: int) -> int:

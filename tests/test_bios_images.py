@@ -93,3 +93,32 @@ def test_grub_rescue_cd_boots_from_cdrom(tmp_path):
     assert "Traceback" not in p.stderr.decode()
     screen = shot.read_text(encoding="utf-8")
     assert "GNU GRUB" in screen and "grub>" in screen
+
+
+GRUB_RESCUE = Path("/usr/lib/grub-rescue")
+
+
+@pytest.mark.slow  # ~25 s: GRUB writes data onto its own code pages (see the SMC note in internals.md)
+@pytest.mark.skipif(not (GRUB_RESCUE / "grub-rescue-floppy.img").exists(), reason="needs grub-rescue-pc")
+def test_debian_grub_rescue_floppy_shows_its_menu_and_takes_keys(tmp_path):
+    """Debian's grub-rescue-pc floppy (1,296,384 bytes: not a standard size) on -fda."""
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-fda", str(GRUB_RESCUE / "grub-rescue-floppy.img"), "-display", "none",
+              "--screendump", str(shot), "--timeout", "40", stdin=b"c")
+    assert p.returncode == 124
+    assert "Traceback" not in p.stderr.decode()
+    screen = shot.read_text(encoding="utf-8")
+    assert "GNU GRUB" in screen
+    assert "grub>" in screen  # 'c' left the menu for the command line
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (GRUB_RESCUE / "grub-rescue-cdrom.iso").exists(), reason="needs grub-rescue-pc")
+def test_debian_grub_rescue_cd_shows_its_menu(tmp_path):
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-cdrom", str(GRUB_RESCUE / "grub-rescue-cdrom.iso"), "-display", "none",
+              "--screendump", str(shot), "--timeout", "40", stdin=b"c")
+    assert p.returncode == 124
+    assert "Traceback" not in p.stderr.decode()
+    screen = shot.read_text(encoding="utf-8")
+    assert "GNU GRUB" in screen and "grub>" in screen

@@ -455,3 +455,97 @@ spec: times 0x13 db 0
     assert m.boot_order.startswith("d")
     assert MainLoop(m, timeout=30).run() == 0
     assert bytes(debug) == b"\xe0CD30\x77\xe0"
+
+
+def _eltorito_iso(media: int, image: bytes, image_lba: int = 20) -> bytes:
+    """A minimal El Torito CD: the boot record volume descriptor, a catalog whose default entry
+    boots `image` (at 2048-byte sector `image_lba`) with boot media type `media`."""
+    iso = bytearray((image_lba + len(image) // 2048 + 2) * 2048)
+    iso[17 * 2048: 17 * 2048 + 30] = b"\x00CD001\x01EL TORITO SPECIFICATION"
+    iso[17 * 2048 + 0x47: 17 * 2048 + 0x4B] = (18).to_bytes(4, "little")
+    cat = bytearray(64)
+    cat[0] = 0x01
+    cat[28:30] = (-(0x0001 + 0xAA55) & 0xFFFF).to_bytes(2, "little")  # the validation checksum
+    cat[30:32] = b"\x55\xaa"
+    cat[32] = 0x88  # bootable
+    cat[33] = media
+    cat[38:40] = (1).to_bytes(2, "little")  # one 512-byte sector loaded
+    cat[40:44] = image_lba.to_bytes(4, "little")
+    iso[18 * 2048: 18 * 2048 + 64] = cat
+    iso[image_lba * 2048: image_lba * 2048 + len(image)] = image
+    return bytes(iso)
+
+
+def test_int13_el_torito_floppy_emulation_boots_the_image_as_drive_00():
+    """El Torito 1.0 floppy emulation (memtest86+'s ISO): the catalog's 1.44M image becomes drive
+    00h, CHS reads see the image's sectors, and INT 13h 4B01h reports the emulation."""
+    from emu.devices.diskimage import DiskImage
+    from emu.machine import Machine, MachineConfig
+    from emu.mainloop import MainLoop
+    from tests.cpu.guestasm import assemble
+
+    code = assemble("""
+bits 16
+org 0x7c00
+    xor ax, ax
+    mov ds, ax
+    mov es, ax
+    mov al, dl              ; the boot drive: 00h
+    out 0xe9, al
+    mov ax, 0x0201          ; CHS read 1 sector: cylinder 1, head 1, sector 18 = LBA 71
+    mov cx, 0x0112
+    mov dx, 0x0100
+    mov bx, 0x8000
+    int 0x13
+    jc .fail
+    mov si, 0x8000
+    mov cx, 4
+.copy:
+    lodsb
+    out 0xe9, al
+    loop .copy
+    mov ah, 0x08            ; drive parameters: 1.44M geometry
+    xor dx, dx
+    int 0x13
+    mov al, cl              ; sectors per track
+    out 0xe9, al
+    mov ax, 0x4b01
+    mov dl, 0
+    mov si, spec
+    int 0x13
+    jc .fail
+    mov al, [spec + 1]      ; boot media type
+    out 0xe9, al
+    int 0x11                ; equipment word: one floppy drive
+    out 0xe9, al
+    cli
+    hlt
+.fail:
+    mov al, '!'
+    out 0xe9, al
+    cli
+    hlt
+spec: times 0x13 db 0
+""")
+    floppy = bytearray(1440 * 1024)
+    floppy[:len(code)] = code
+    floppy[510:512] = b"\x55\xaa"
+    floppy[71 * 512: 71 * 512 + 4] = b"FD71"
+    iso = _eltorito_iso(2, bytes(floppy))
+    debug = bytearray()
+    m = Machine(MachineConfig(icount=True, icount_sleep=False, debugcon=debug.extend,
+                              cdrom_image=DiskImage.from_bytes(iso)))
+    assert MainLoop(m, timeout=30).run() == 0
+    assert bytes(debug[:7]) == b"\x00FD71\x12\x02"
+    assert debug[7] & 0xC1 == 0x01  # a floppy present, one drive
+
+
+def test_a_cd_with_an_unknown_boot_media_type_is_a_bios_screen_message():
+    from emu.devices.diskimage import DiskImage
+    from emu.machine import Machine, MachineConfig
+    from emu.mainloop import MainLoop
+
+    iso = _eltorito_iso(7, bytes(2048))
+    m = Machine(MachineConfig(icount=True, icount_sleep=False, cdrom_image=DiskImage.from_bytes(iso)))
+    assert MainLoop(m, timeout=30).run() == 0
+    assert "unknown El Torito boot media type 7" in m.vga.screendump_text()

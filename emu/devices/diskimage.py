@@ -188,6 +188,34 @@ class DiskImage:
 
 # -- geometry ------------------------------------------------------------------------------------
 
+class ImageSlice:
+    """A read-only run of another image's sectors, seen as a disk of its own: the El Torito
+    emulated floppy or hard disk inside a CD image (El Torito 1.0, section 5)."""
+
+    def __init__(self, base: DiskImage, first: int, sectors: int):
+        self.base, self.first = base, first
+        self.sectors = max(0, min(sectors, base.sectors - first))
+        self.size = sectors * SECTOR_SIZE  # the medium's nominal size (a short tail reads as zeros)
+        self.path = f"{base.path} (emulated, sectors {first}..{first + sectors - 1})"
+        self.readonly, self.snapshot = True, False
+
+    def read_sectors(self, lba: int, count: int) -> bytes:
+        if lba < 0 or count < 0 or lba + count > self.size // SECTOR_SIZE:
+            raise DiskRangeError(f"sectors {lba}..{lba + count - 1} beyond the end of {self.path}")
+        have = max(0, min(count, self.sectors - lba))
+        data = self.base.read_sectors(self.first + lba, have) if have else b""
+        return data + bytes((count - have) * SECTOR_SIZE)
+
+    def write_sectors(self, lba: int, data: bytes) -> None:
+        raise DiskWriteProtected(f"{self.path} is read-only")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Geometry(NamedTuple):
     cylinders: int
     heads: int
@@ -220,6 +248,9 @@ FLOPPY_FORMATS: dict[int, FloppyFormat] = {
 }
 
 
+DRIVE_MEDIA = ("360K", "720K", "1.2M", "1.44M", "2.88M")  # each drive type's native format
+
+
 def floppy_format(size: int) -> FloppyFormat | None:
     """The standard floppy format of an image of `size` bytes, or None."""
     return FLOPPY_FORMATS.get(size)
@@ -232,7 +263,7 @@ def floppy_medium(size: int) -> FloppyFormat | None:
     exact = FLOPPY_FORMATS.get(size)
     if exact is not None:
         return exact
-    fits = [fmt for total, fmt in FLOPPY_FORMATS.items() if total >= size and fmt.geometry.heads == 2]
+    fits = [fmt for total, fmt in FLOPPY_FORMATS.items() if total >= size and fmt.name in DRIVE_MEDIA]
     return min(fits, key=lambda f: f.geometry.total) if fits and size > 0 else None
 
 

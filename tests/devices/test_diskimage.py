@@ -19,7 +19,9 @@ from emu.devices.diskimage import (
     ata_geometry,
     chs_to_lba,
     floppy_format,
+    ImageSlice,
     floppy_geometry,
+    floppy_medium,
     lba_assist_geometry,
     lba_to_chs,
 )
@@ -137,6 +139,29 @@ def test_standard_floppy_formats_by_size(size, chs):
 
 def test_non_floppy_size_has_no_floppy_format():
     assert floppy_geometry(10 * MIB) is None
+
+
+@pytest.mark.parametrize("size, name", [(1296384, "1.44M"), (1000 * 1024, "1.2M"), (300 * 1024, "360K"),
+                                        (2000 * 1024, "2.88M"), (1440 * 1024, "1.44M")])
+def test_an_odd_sized_floppy_image_reads_as_the_smallest_medium_that_holds_it(size, name):
+    """As QEMU: GRUB's rescue floppy (1,296,384 bytes) is a 1.44M diskette with a short image."""
+    assert floppy_medium(size).name == name
+
+
+def test_an_image_too_big_for_any_diskette_has_no_floppy_medium():
+    assert floppy_medium(2880 * 1024 + SECTOR_SIZE) is None
+
+
+def test_an_image_slice_is_a_read_only_disk_that_reads_zeros_past_its_data(tmp_path):
+    """The El Torito emulated diskette inside a CD image: a window of the CD's sectors."""
+    base = DiskImage.open(str(make_image(tmp_path, sectors=64)))
+    part = ImageSlice(base, 60, 8)
+    assert part.read_sectors(0, 1)[0] == 60 and part.read_sectors(3, 1)[0] == 63
+    assert part.read_sectors(4, 4) == bytes(4 * SECTOR_SIZE)  # past the CD's end: zeros
+    with pytest.raises(DiskRangeError):
+        part.read_sectors(7, 2)
+    with pytest.raises(DiskWriteProtected):
+        part.write_sectors(0, bytes(SECTOR_SIZE))
 
 
 @pytest.mark.parametrize("mib, heads", [(100, 16), (504, 16), (505, 32), (1000, 32), (2000, 64),
