@@ -66,6 +66,7 @@ from emu.translate.blockcache import (
     TB_HFLAGS,
     TB_NEXT0,
     TB_NROWS,
+    TB_PAGE1,
     TB_PHYS,
     TB_ROW,
     TB_WIDTH,
@@ -267,6 +268,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 stats[K.TB_TRANSLATED] += 1
                 stats[K.TB_INSNS] += tbs[tb * TB_WIDTH + TB_NROWS]
                 tlb_flush_phys_writes(tp, phys >> 12)
+                if tbs[tb * TB_WIDTH + TB_PAGE1] >= 0:  # its tail's page, too
+                    tlb_flush_phys_writes(tp, tbs[tb * TB_WIDTH + TB_PAGE1])
                 table[s + 1] = table[s]
                 table[s] = tb
             if prev_tb >= 0 and tbs[prev_tb * TB_WIDTH + TB_PHYS] >= 0 and \

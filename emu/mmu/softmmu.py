@@ -41,7 +41,7 @@ from emu.rawptr import (
     store_u16,
     store_u32,
 )
-from emu.translate.blockcache import invalidate_page
+from emu.translate.blockcache import invalidate_range
 
 CTX_STATE = 0
 CTX_MEM = 1
@@ -210,10 +210,16 @@ def mem_read_slow(ctx_ptr, linear, size, user, acc):
 
 @njit(cache=True)
 def _write_part(ctx_ptr, host, phys_hint, size, value):
-    """Store into one page after translation succeeded."""
+    """Store into one page after translation succeeded. Returns 1 when RAM bytes changed (a store
+    of the bytes already there cannot make translated code stale: GRUB rewrites the vector of its
+    INT n instruction with the same number on every BIOS call), else 0."""
     if host >= 0:
-        _store(load_i64(ctx_ptr + CTX_MEM * 8) + host, size, value)
-        return 0
+        p = load_i64(ctx_ptr + CTX_MEM * 8) + host
+        old = _load(p, size)
+        _store(p, size, value)
+        if size < 8:
+            value &= (1 << (8 * size)) - 1
+        return 1 if old != value else 0
     if host == _MMIO:
         st = load_i64(ctx_ptr + CTX_STATE * 8)
         sset(st, S.EXIT_REASON, S.EXIT_MMIO_WRITE)
@@ -240,9 +246,8 @@ def mem_write_slow(ctx_ptr, linear, size, value, user):
         if host == MEM_FAULT:
             return MEM_FAULT
         phys = sget(st, S.MMIO_ADDR)
-        _write_part(ctx_ptr, host, phys, size, value)
-        if host >= 0:
-            _note_code_write(ctx_ptr, linear, user)
+        if _write_part(ctx_ptr, host, phys, size, value):
+            _note_code_write(ctx_ptr, linear, size, user)
         return 0
     second = (linear + first) & 0xFFFF_FFFF
     host_lo = translate(ctx_ptr, linear, ACC_WRITE, user)
@@ -254,24 +259,27 @@ def mem_write_slow(ctx_ptr, linear, size, value, user):
         return MEM_FAULT
     phys_hi = sget(st, S.MMIO_ADDR)
     count(ctx_ptr, K.MEM_CROSS_PAGE)
-    _write_part(ctx_ptr, host_lo, phys_lo, first, value & ((1 << (8 * first)) - 1))
-    _write_part(ctx_ptr, host_hi, phys_hi, size - first, value >> (8 * first))
-    if host_lo >= 0:
-        _note_code_write(ctx_ptr, linear, user)
-    if host_hi >= 0:
-        _note_code_write(ctx_ptr, second, user)
+    if _write_part(ctx_ptr, host_lo, phys_lo, first, value & ((1 << (8 * first)) - 1)):
+        _note_code_write(ctx_ptr, linear, first, user)
+    if _write_part(ctx_ptr, host_hi, phys_hi, size - first, value >> (8 * first)):
+        _note_code_write(ctx_ptr, second, size - first, user)
     return 0
 
 
 @njit(cache=True)
-def _note_code_write(ctx_ptr, linear, user):
-    """If the written page holds translated code, ask the loop to invalidate it (SMC)."""
+def _note_code_write(ctx_ptr, linear, size, user):
+    """`size` bytes at `linear` (within one page) were written: if they overlap translated code,
+    drop those blocks (SMC, blockcache.invalidate_range)."""
+    ppn_head = load_i64(ctx_ptr + CTX_PAGECODE * 8)
     r = linear_to_phys(ctx_ptr, linear, 0, user)  # already known to be valid: no fault here
     if r < 0:
         return
-    ppn = ((r >> 1) >> PAGE_SHIFT) & (PHYS_PAGES - 1)
-    if load_i32(load_i64(ctx_ptr + CTX_PAGECODE * 8) + ppn * 4) != 0:
-        invalidate_page(load_i64(ctx_ptr + CTX_BLOCKS * 8), ppn)
+    phys = r >> 1
+    ppn = (phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)
+    if load_i32(ppn_head + ppn * 4) == 0:
+        return
+    off = phys & 0xFFF
+    if invalidate_range(load_i64(ctx_ptr + CTX_BLOCKS * 8), ppn, off, off + size) > 0:
         count(ctx_ptr, K.SMC_WRITES)
         # The running block may be one of them: the loop leaves it after this instruction.
         sset(load_i64(ctx_ptr + CTX_STATE * 8), S.STOP_AFTER_INSN, 1)

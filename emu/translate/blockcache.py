@@ -18,9 +18,13 @@ Lookup is a 2-way set-associative table (`table`, TABLE_SETS x 2 block indices) 
 physical PC and HFLAGS: execution.md measured that a direct-mapped table's collisions cost 1.7x on
 large code, and that a miss must not leave compiled code, so the second way catches collisions.
 
-A page that holds code has `page_head[ppn] != 0` (the first link + 1). The memory path checks it
-on every slow-path write: a guest write to such a page invalidates every block on it before the next
-instruction runs. When the pool or the record array fills up, everything is flushed at once, as in
+A page that holds code has `page_head[ppn] != 0` (the first link + 1), and `page_mask[ppn]` has a
+bit for each 128-byte granule of it that some block's bytes cover (as Bochs and halfix track code
+finer than pages). The memory path checks both on every slow-path write (code pages get no write
+TLB entries): a write whose bytes miss every granule with code costs nothing more; one that hits
+invalidates the blocks whose bytes it overlaps, exactly, before the next instruction runs. Data
+that shares a page with code (GRUB's and many boot loaders' variables) no longer throws the code
+away on every store. When the pool or the record array fills up, everything is flushed at once, as in
 Bochs and halfix: this keeps chain links trivially safe.
 """
 
@@ -30,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from emu.mmu.physmap import PHYS_PAGES
-from emu.rawptr import load_i32, load_i64, store_i64, store_u32
+from emu.rawptr import load_i32, load_i64, load_u32, store_i64, store_u32
 
 TB_PHYS = 0
 TB_HFLAGS = 1
@@ -63,7 +67,12 @@ BC_FLUSHES = 5
 BC_TBS_PTR = 6
 BC_TABLE_PTR = 7
 BC_PAGEHEAD_PTR = 8
+BC_PAGEMASK_PTR = 9
 BC_SIZE = 16
+
+PAGE_SIZE = 4096
+PAGE_OFFSET_MASK = PAGE_SIZE - 1
+GRANULE_SHIFT = 7  # 128-byte code granules: 32 per page, one uint32 mask per page
 
 
 class BlockCache:
@@ -76,11 +85,13 @@ class BlockCache:
         self.rows = np.zeros(max_rows * ROW_WIDTH, dtype=np.int64)
         self.table = np.full(TABLE_SETS * TABLE_WAYS, -1, dtype=np.int64)
         self.page_head = np.zeros(PHYS_PAGES, dtype=np.int32)
+        self.page_mask = np.zeros(PHYS_PAGES, dtype=np.uint32)
         self.bc = np.zeros(BC_SIZE, dtype=np.int64)
         self.bc[BC_MAXROWS] = max_rows
         self.bc[BC_TBS_PTR] = self.tbs.ctypes.data
         self.bc[BC_TABLE_PTR] = self.table.ctypes.data
         self.bc[BC_PAGEHEAD_PTR] = self.page_head.ctypes.data
+        self.bc[BC_PAGEMASK_PTR] = self.page_mask.ctypes.data
         self.max_tbs = max_tbs
 
     def flush(self) -> None:
@@ -103,6 +114,7 @@ def flush_all(bc_ptr, max_tbs):
     tbs = load_i64(bc_ptr + BC_TBS_PTR * 8)
     table = load_i64(bc_ptr + BC_TABLE_PTR * 8)
     heads = load_i64(bc_ptr + BC_PAGEHEAD_PTR * 8)
+    masks = load_i64(bc_ptr + BC_PAGEMASK_PTR * 8)
     n = load_i64(bc_ptr + BC_NTBS * 8)
     for tb in range(n):
         p = tbs + tb * TB_WIDTH * 8
@@ -110,6 +122,7 @@ def flush_all(bc_ptr, max_tbs):
             ppn = load_i64(p + (TB_PAGE0 + k) * 8)
             if ppn >= 0:
                 store_u32(heads + (ppn & (PHYS_PAGES - 1)) * 4, 0)
+                store_u32(masks + (ppn & (PHYS_PAGES - 1)) * 4, 0)
         store_i64(p + TB_PHYS * 8, -1)
     for i in range(TABLE_SETS * TABLE_WAYS):
         store_i64(table + i * 8, -1)
@@ -128,6 +141,7 @@ def invalidate_page(bc_ptr, ppn):
     ppn &= PHYS_PAGES - 1
     link = load_i32(heads + ppn * 4) - 1
     store_u32(heads + ppn * 4, 0)
+    store_u32(load_i64(bc_ptr + BC_PAGEMASK_PTR * 8) + ppn * 4, 0)
     dropped = 0
     while link >= 0:
         tb = link >> 1
@@ -152,12 +166,82 @@ def page_has_code(bc_ptr, ppn):
     return load_i32(heads + (ppn & (PHYS_PAGES - 1)) * 4) != 0
 
 
+@njit(cache=True, inline="always")
+def granule_bits(lo, hi):
+    """The mask of the 128-byte granules that page offsets [lo, hi) touch (0 <= lo < hi <= 4096)."""
+    first = lo >> GRANULE_SHIFT
+    last = (hi - 1) >> GRANULE_SHIFT
+    return ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
+
+
+@njit(cache=True, inline="always")
+def _tb_span(tbs, tb, k):
+    """Page offsets [lo, hi) of block `tb`'s bytes on its k-th page."""
+    start = load_i64(tbs + (tb * TB_WIDTH + TB_PHYS) * 8) & PAGE_OFFSET_MASK
+    end = start + load_i64(tbs + (tb * TB_WIDTH + TB_BYTES) * 8)
+    if k == 0:
+        return start, min(end, PAGE_SIZE)
+    return 0, end - PAGE_SIZE
+
+
 @njit(cache=True)
 def link_page(bc_ptr, tb, k, ppn):
-    """Put block `tb` at the head of page `ppn`'s list as its k-th page."""
+    """Put block `tb` at the head of page `ppn`'s list as its k-th page, and mark its granules.
+    The block's TB_PHYS and TB_BYTES must be set."""
     tbs = load_i64(bc_ptr + BC_TBS_PTR * 8)
     heads = load_i64(bc_ptr + BC_PAGEHEAD_PTR * 8)
+    masks = load_i64(bc_ptr + BC_PAGEMASK_PTR * 8)
     ppn &= PHYS_PAGES - 1
     old = load_i32(heads + ppn * 4) - 1
     store_i64(tbs + (tb * TB_WIDTH + TB_LINK0 + k) * 8, old)
     store_u32(heads + ppn * 4, tb * 2 + k + 1)
+    lo, hi = _tb_span(tbs, tb, k)
+    if hi > lo:
+        store_u32(masks + ppn * 4, load_u32(masks + ppn * 4) | granule_bits(lo, hi))
+
+
+@njit(cache=True)
+def invalidate_range(bc_ptr, ppn, lo, hi):
+    """A guest wrote page offsets [lo, hi) of physical page `ppn`: drop the blocks whose bytes
+    overlap them (none when the write misses every granule with code), unlink dead records from
+    the page's list and recompute its granule mask. Returns how many blocks were dropped."""
+    ppn &= PHYS_PAGES - 1
+    masks = load_i64(bc_ptr + BC_PAGEMASK_PTR * 8)
+    if load_u32(masks + ppn * 4) & granule_bits(lo, hi) == 0:
+        return 0
+    tbs = load_i64(bc_ptr + BC_TBS_PTR * 8)
+    table = load_i64(bc_ptr + BC_TABLE_PTR * 8)
+    heads = load_i64(bc_ptr + BC_PAGEHEAD_PTR * 8)
+    link = load_i32(heads + ppn * 4) - 1
+    prev = -1  # the link whose next pointer leads to `link` (-1: the page head)
+    mask = 0
+    dropped = 0
+    while link >= 0:
+        tb = link >> 1
+        k = link & 1
+        slot = tbs + (tb * TB_WIDTH + TB_LINK0 + k) * 8
+        nxt = load_i64(slot)
+        phys = load_i64(tbs + (tb * TB_WIDTH + TB_PHYS) * 8)
+        keep = phys >= 0
+        if keep:
+            t_lo, t_hi = _tb_span(tbs, tb, k)
+            if t_lo < hi and lo < t_hi:
+                s = table_set(phys, load_i64(tbs + (tb * TB_WIDTH + TB_HFLAGS) * 8))
+                for w in range(TABLE_WAYS):
+                    if load_i64(table + (s + w) * 8) == tb:
+                        store_i64(table + (s + w) * 8, -1)
+                store_i64(tbs + (tb * TB_WIDTH + TB_PHYS) * 8, -1)
+                dropped += 1
+                keep = False
+            elif t_hi > t_lo:
+                mask |= granule_bits(t_lo, t_hi)
+        if keep:
+            prev = link
+        elif prev < 0:
+            store_u32(heads + ppn * 4, nxt + 1)
+        else:
+            store_i64(tbs + ((prev >> 1) * TB_WIDTH + TB_LINK0 + (prev & 1)) * 8, nxt)
+        link = nxt
+    store_u32(masks + ppn * 4, mask)
+    store_i64(bc_ptr + BC_INVALIDATED * 8, load_i64(bc_ptr + BC_INVALIDATED * 8) + dropped)
+    return dropped

@@ -220,3 +220,48 @@ def test_patched_jump_target(far):
     """)
     finish(core)
     assert core.st[S.EAX] == 2
+
+
+def test_data_beside_code_on_the_same_page_does_not_drop_the_code():
+    """Stores to a variable a few bytes after the code (same page, same 128-byte granule) leave
+    the blocks alone: only writes that overlap a block's bytes invalidate it (as GRUB needs)."""
+    core = flat("""
+        mov ecx, 1000
+    again:
+        inc dword [var]
+        mov [var + 4], ecx
+        loop again
+        hlt
+    var: dd 0, 0
+    """)
+    before = core.stats_dict()
+    finish(core, budget=100_000)
+    after = core.stats_dict()
+    assert u32(core, core.st[S.EIP] + 0) == 1000  # EIP is just past HLT, at var
+    assert after["tb_invalidated"] == before["tb_invalidated"]
+    assert after["tb_translated"] - before["tb_translated"] <= 4
+
+
+def test_a_write_to_the_second_page_of_a_block_that_crosses_pages_is_seen():
+    """A block whose tail lies on the next page: that page's write TLB entries (made before the
+    block existed) must go too, or a store there would skip the code check."""
+    core = flat("""
+        mov dword [0x2100], 1             ; a writable TLB entry for page 2000h
+        xor edx, edx
+        mov ecx, 2
+    again:
+        call block
+        add edx, eax
+        mov byte [patch], 0x40            ; NOP -> INC EAX, on page 2000h
+        loop again
+        hlt
+        times 0xFF8 - ($ - $$) db 0xCC
+    block:                                ; at 1FF8h: runs across the page boundary
+        xor eax, eax
+        times 8 nop
+    patch:
+        nop
+        ret
+    """)
+    finish(core)
+    assert core.st[S.EDX] == 1  # first call 0, second call (patched) 1
