@@ -118,7 +118,7 @@ def _add_boot_parser(sub) -> None:
         "serial": "COM1: stdio, file:PATH or none", "debugcon": "port E9h console: stdio or file:PATH",
         "D": "log file for -d", "gdb": "gdb stub on tcp::PORT or tcp:HOST:PORT", "machine": "pc (the only machine)",
         "M": "pc (the only machine)", "cpu": "accepted for QEMU compatibility", "smp": "1 (one CPU)",
-        "vga": "std (VGA text modes)",
+        "vga": "std (VGA: text, 16- and 256-colour modes)",
     }
     for name, text in helps.items():
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
@@ -132,7 +132,7 @@ def _add_boot_parser(sub) -> None:
                       help="deterministic time: [shift=]N|auto[,sleep=on|off]")
     boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on tcp::1234 (-gdb tcp::1234)")
     boot.add_argument("-S", dest="start_paused", action="store_true", help="start stopped at reset until gdb continues")
-    boot.add_argument("--screendump", metavar="PATH", help="write the text screen here at exit (.txt)")
+    boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
     boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
     boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
     boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
@@ -258,8 +258,13 @@ def _cmd_boot(args) -> int:
             gdb_listener = Listener(gdb_spec)
         except GdbSpecError as exc:
             raise UsageError(str(exc)) from None
-    if args.screendump and not args.screendump.endswith(".txt"):
-        raise UsageError("--screendump: only .txt screen dumps are supported so far")
+    if args.screendump:
+        from emu.screendump import check_path
+
+        try:
+            check_path(args.screendump)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.opt_display not in (None, "curses", "none"):
         raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
     mode = ("nographic" if args.nographic else args.opt_display
@@ -333,9 +338,10 @@ def _cmd_boot(args) -> int:
         for text in machine.messages:
             print(f"pyemu: bios: {text}", file=sys.stderr)
     if args.screendump:
+        from emu.screendump import write_screendump
+
         try:
-            with open(args.screendump, "w", encoding="utf-8") as out:
-                out.write(machine.vga.screendump_text())
+            write_screendump(machine.vga, args.screendump)
         except OSError as exc:
             print(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}", file=sys.stderr)
             status = status or EXIT_ERROR
