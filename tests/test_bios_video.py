@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emu.devices import vgafont
 from tests.cpu.guestasm import needs_nasm
 from tests.test_machine import run_guest
@@ -145,3 +147,32 @@ def test_font_load_8x8_reaches_plane_2_and_the_screen():
     assert vga.rows() == 50
     with vga.planes_access() as planes:
         assert bytes(planes[2, ord("H") * 32: ord("H") * 32 + 8]) == vgafont.glyph(ord("H"), 8)
+
+
+PLANAR_FILL = """
+    mov ax, 0x0012
+    int 0x10
+    push 0xa000
+    pop es
+    xor di, di
+    mov al, 0xff            ; write mode 0, all planes: colour 15
+    mov cx, 80              ; pixel row 0
+    {fill}
+    jmp done
+"""
+
+
+def test_stosb_loop_fills_planar_video_memory():
+    r = run_guest(PLANAR_FILL.format(fill=".l: stosb\n    loop .l"))
+    image = r.machine.vga.render_rgb()
+    assert (image[0] == 255).all() and (image[1] == 0).all()
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug (emu/cpu/strings.py): a REP STOS/MOVS whose write goes to "
+                   "MMIO sets EXIT_MMIO_WRITE but keeps iterating, so each element overwrites the exit's "
+                   "operands and only the last one reaches the device; string_op should pause (return "
+                   "-100 - done) after an element that set EXIT_REASON, as it does at the end of a REP slice")
+def test_rep_stosb_fills_planar_video_memory():
+    r = run_guest(PLANAR_FILL.format(fill="rep stosb"))
+    image = r.machine.vga.render_rgb()
+    assert (image[0] == 255).all() and (image[1] == 0).all()

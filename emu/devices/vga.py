@@ -497,6 +497,12 @@ class Vga:
     def start_address(self) -> int:
         return (self.crtc[CRTC_START_HIGH] << 8) | self.crtc[CRTC_START_LOW]
 
+    def graphics_size(self) -> tuple[int, int]:
+        """(width, height) in pixels of a graphics mode: 8 dots per character clock (4 pixels in
+        256-colour mode), display lines over the scan lines each memory row repeats."""
+        per_clock = 4 if self.gc[M.GC_MODE] & GC_MODE_256 else 8
+        return self.columns() * per_clock, max(1, self.display_lines() // self.char_height())
+
     def address_unit(self) -> int:
         """Plane bytes per character clock: 4 in doubleword mode (13h), 2 in word mode (text), 1."""
         if self.crtc[CRTC_UNDERLINE] & CRTC_UNDERLINE_DWORD:
@@ -583,6 +589,13 @@ class Vga:
         (foreground bits 0-3, background bits 4-6, bit 7 blink or bright background as the
         attribute mode control says); palette/DAC reprogramming is not reflected.
         """
+        if self.graphics_mode:  # no text to show: say so, once
+            cur = ("graphics", *self.graphics_size())
+            if prev == cur:
+                return "", cur
+            w, h = cur[1:]
+            return (f"{ESC}[0m{ESC}[2J{ESC}[1;1H[VGA graphics mode {w}x{h}: "
+                    f"--screendump FILE.png shows it]{ESC}[?25l"), cur
         cur = self.frame()
         rows, cols, cells, cursor = cur
         full = prev is None or prev[0] != rows or prev[1] != cols

@@ -29,8 +29,6 @@ from emu.devices import vga as V
 from emu.devices.vgamem import PLANE_ADDR_MASK
 
 LINE_GRAPHICS_FIRST, LINE_GRAPHICS_LAST = 0xC0, 0xDF
-DOTS_PER_CLOCK = 8
-PIXELS_256_PER_CLOCK = 4
 
 
 def render(vga: V.Vga) -> np.ndarray:
@@ -51,7 +49,7 @@ def _attribute_lut(vga: V.Vga) -> np.ndarray:
 
 def _graphics_rows(vga: V.Vga) -> int:
     """Pixel rows: display lines over the scan lines each memory row repeats (CRTC 09h)."""
-    return max(1, vga.display_lines() // vga.char_height())
+    return vga.graphics_size()[1]
 
 
 def _fetch(vga: V.Vga, height: int) -> np.ndarray:

@@ -478,3 +478,13 @@ def test_state_round_trip_keeps_planes_and_window(rig):
     other = Vga(clock)
     other.load_state(vga.state())
     assert other.window_mmio and other.read(A0000 + 9, 1) == 0x5A
+
+
+def test_render_ansi_in_a_graphics_mode_says_so_once(rig):
+    _, _, vga = rig
+    from emu.devices.vgamodes import MODE13
+
+    vga.set_mode(MODE13)
+    text, frame = vga.render_ansi(None)
+    assert "graphics mode 320x200" in text
+    assert vga.render_ansi(frame)[0] == ""
