@@ -16,7 +16,8 @@ CS:IP (the address just after the OUT names the service). The stubs are:
 
 Python adjusts the FLAGS image that the IRET pops (CF/ZF results) and any register in the state
 array. Fixed tables that guests read from the ROM (the INT 15h C0h configuration table, the INT 1Eh
-diskette parameters, the model byte, the date string) are laid out here too.
+diskette parameters, the model byte, the date string, the VGA's fonts for INT 10h AX=1130h) are
+laid out here too.
 """
 
 from __future__ import annotations

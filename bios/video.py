@@ -307,7 +307,7 @@ class Video:
             vga.load_font(data, height, first=b.r16(S.EDX) & 0xFF, block=bl)
             if al == 0x10:
                 self._set_rows(height)
-        elif al & 0x0F in _FONT_LOADS and al < 0x20:
+        elif (al & 0x0F) in _FONT_LOADS and al < 0x20:
             height = _FONT_LOADS[al & 0x0F]
             vga.load_font(vgafont.font(height), height, block=bl)
             if al & 0x10:

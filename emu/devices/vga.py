@@ -99,9 +99,6 @@ SEQ_MEMORY_MODE = M.SEQ_MEMORY_MODE
 TEXT_MAP_MASK = 0x03  # text modes write planes 0 and 1 only
 # graphics controller
 GC_COUNT = 9
-GC_MISC = M.GC_MISC
-GC_MISC_MAP_SHIFT = M.GC_MISC_MAP_SHIFT
-GC_MISC_MAP_MASK = M.GC_MISC_MAP_MASK
 GC_MODE_256 = 0x40  # shift register: 256-colour
 FONT_SLOT = 32  # bytes per character in plane 2
 FONT_PLANE = 2
@@ -135,14 +132,6 @@ CRTC_PROTECTED_LAST = 0x07
 DAC_ENTRIES = 256
 DAC_COMPONENT_MASK = 0x3F  # 6-bit DAC
 DAC_STATE_READ, DAC_STATE_WRITE = 0x03, 0x00
-
-# mode 3 (80x25 colour text, 720x400 at 70 Hz) register values, as the BIOS programs them
-MODE3_MISC = vgamodes.MODE3.misc
-MODE3_SEQ = vgamodes.MODE3.seq
-MODE3_CRTC = vgamodes.MODE3.crtc
-MODE3_GC = vgamodes.MODE3.gc
-MODE3_ATTR = vgamodes.MODE3.attr
-CGA_RGB6 = vgamodes.CGA_RGB6
 
 FRAME_NS = NS_PER_SECOND // 70  # 70 Hz vertical refresh in the 400-line modes
 TOTAL_LINES = 449
