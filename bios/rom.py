@@ -16,7 +16,8 @@ CS:IP (the address just after the OUT names the service). The stubs are:
 
 Python adjusts the FLAGS image that the IRET pops (CF/ZF results) and any register in the state
 array. Fixed tables that guests read from the ROM (the INT 15h C0h configuration table, the INT 1Eh
-diskette parameters, the model byte, the date string) are laid out here too.
+diskette parameters, the model byte, the date string, the VGA's fonts for INT 10h AX=1130h) are
+laid out here too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ POST_ENTRY = 0x1810
 HALT_LOOP = 0x1820
 CONFIG_TABLE = 0xE6F5  # INT 15h C0h system configuration table (the IBM address)
 DISKETTE_PARAMS = 0xEFC7  # INT 1Eh diskette parameter table (the IBM address)
+FONT8X16 = 0xA000  # INT 10h AX=1130h: copies of the VGA's ROM fonts (emu/devices/vgafont.py)
+FONT8X14 = 0xB000
+FONT8X8 = 0xC000
+FONT_ALTERNATES = 0xC800  # the 9-dot replacement glyph lists: empty (a terminating 00h)
+FONT8X8_LEGACY = 0xFA6E  # where the PC/AT BIOS keeps the 8x8 font's first 128 characters
 DATE_STRING = 0xFFF5
 MODEL_BYTE = 0xFFFE
 RESET_VECTOR = 0xFFF0
@@ -89,6 +95,13 @@ def build_rom() -> bytes:
     put(DISKETTE_PARAMS, DISKETTE_PARAM_BYTES)
     put(RESET_VECTOR, bytes([OP_JMP_FAR]) + POST_ENTRY.to_bytes(2, "little")
         + ROM_SEGMENT.to_bytes(2, "little"))
+    from emu.devices import vgafont
+
+    put(FONT8X16, vgafont.FONT8X16)
+    put(FONT8X14, vgafont.FONT8X14)
+    put(FONT8X8, vgafont.FONT8X8)
+    put(FONT_ALTERNATES, b"\x00")
+    put(FONT8X8_LEGACY, vgafont.FONT8X8[: 128 * 8])
     put(DATE_STRING, BIOS_DATE)
     put(MODEL_BYTE, bytes([MODEL_AT, 0x00]))
     return bytes(rom)

@@ -111,6 +111,9 @@ class Bios:
                 self.drives[0x80 + i] = Drive(img, 0x80 + i)
         if getattr(machine, "cdrom", None) is not None:
             self.drives[CD_DRIVE] = Drive(machine.cdrom, CD_DRIVE)
+        from .video import Video
+
+        self.video = Video(self)
         self.handlers = {
             0x09: self.int09, 0x10: self.int10, 0x11: self.int11, 0x12: self.int12, 0x13: self.int13,
             0x15: self.int15, 0x16: self.int16, 0x18: self.int18, 0x19: self.int19, 0x1A: self.int1a,
@@ -371,7 +374,10 @@ class Bios:
         ram, b = self.ram, B.BDA
         clear = not (mode & 0x80)
         mode &= 0x7F
+        if self.video.set_mode(mode, clear):  # graphics modes (bios/video.py)
+            return
         self.m.vga.reset()
+        self.video.set_font_vectors(16)
         ram.w8(b + B.VIDEO_MODE, mode)
         ram.w16(b + B.VIDEO_COLUMNS, 80)
         ram.w16(b + B.VIDEO_PAGE_SIZE, TEXT_PAGE_SIZE)
@@ -415,6 +421,9 @@ class Bios:
         bottom, right = min(bottom, rows - 1), min(right, cols - 1)
         if top > bottom or left > right:
             return
+        if self.video.graphics():
+            self.video.scroll(lines, attr, top, left, bottom, right, up)
+            return
         height = bottom - top + 1
         if lines == 0 or lines > height:
             lines = height
@@ -432,6 +441,9 @@ class Bios:
             mem[d + 1: d + width: 2] = attr
 
     def put_char(self, page: int, ch: int, attr: int | None = None, count: int = 1) -> None:
+        if self.video.graphics():
+            self.video.put_chars(page, ch, attr if attr is not None else self.lo(S.EBX), count)
+            return
         row, col = self.get_cursor(page)
         mem = self.m.core.mem
         a = self.cell_addr(page, row, col)
@@ -455,6 +467,9 @@ class Bios:
             return
         elif ch == 0x09:
             col = (col + 8) & ~7
+        elif self.video.graphics():
+            self.video.draw_char(row, col, ch, attr)
+            col += 1
         else:
             a = self.cell_addr(page, row, col)
             self.m.core.mem[a] = ch
@@ -465,7 +480,7 @@ class Bios:
             col = 0
             row += 1
         if row >= rows:
-            self.scroll(page, 1, DEFAULT_ATTR, 0, 0, rows - 1, cols - 1, True)
+            self.scroll(page, 1, 0 if self.video.graphics() else DEFAULT_ATTR, 0, 0, rows - 1, cols - 1, True)
             row = rows - 1
         self.set_cursor(page, row, col)
 
@@ -509,8 +524,10 @@ class Bios:
             self.put_char(bh, al, bl, self.r16(S.ECX))
         elif ah == 0x0A:
             self.put_char(bh, al, None, self.r16(S.ECX))
+        elif ah in (0x0C, 0x0D, 0x10):
+            self.video.int10(ah, al)
         elif ah == 0x0E:
-            self.teletype(al)
+            self.teletype(al, attr=bl if self.video.graphics() else None)
         elif ah == 0x0F:
             self.set_hi(S.EAX, self.video_cols())
             self.set_lo(S.EAX, ram.r8(b + B.VIDEO_MODE))
@@ -531,19 +548,7 @@ class Bios:
             self.w16(S.EAX, 0x0100 | 0x4F)  # VBE: function failed (no VBE)
 
     def font(self, al: int) -> None:
-        ram, b = self.ram, B.BDA
-        if al in (0x02, 0x12, 0x04, 0x14, 0x01, 0x11):
-            height = 8 if al in (0x02, 0x12) else (14 if al in (0x01, 0x11) else 16)
-            vga = self.m.vga
-            self.crtc(0x09, (vga.crtc[0x09] & ~0x1F) | (height - 1))
-            ram.w16(b + B.CHAR_HEIGHT, height)
-            ram.w8(b + B.VIDEO_ROWS, 400 // height - 1)
-            self.set_cursor_shape(height - 2, height - 1)
-        elif al == 0x30:
-            self.w16(S.ECX, ram.r16(b + B.CHAR_HEIGHT))
-            self.set_lo(S.EDX, ram.r8(b + B.VIDEO_ROWS))
-            self.core.set_seg_real(S.ES, R.ROM_SEGMENT)
-            self.w16(S.EBP, 0)
+        self.video.font(al)  # AH=11h: bios/video.py
 
     def write_string(self, mode: int, page: int, attr: int) -> None:
         cx = self.r16(S.ECX)

@@ -116,9 +116,9 @@ def _add_boot_parser(sub) -> None:
         "append": "kernel command line", "bios": "ROM image instead of the built-in BIOS",
         "boot": "boot order: a (floppy), c (disk), d (CD), or order=ca", "display": "curses or none",
         "serial": "COM1: stdio, file:PATH or none", "debugcon": "port E9h console: stdio or file:PATH",
-        "D": "log file for -d", "gdb": "gdb stub (not yet)", "machine": "pc (the only machine)",
+        "D": "log file for -d", "gdb": "gdb stub on tcp::PORT or tcp:HOST:PORT", "machine": "pc (the only machine)",
         "M": "pc (the only machine)", "cpu": "accepted for QEMU compatibility", "smp": "1 (one CPU)",
-        "vga": "std (VGA text modes)",
+        "vga": "std (VGA: text, 16- and 256-colour modes)",
     }
     for name, text in helps.items():
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
@@ -130,9 +130,9 @@ def _add_boot_parser(sub) -> None:
     boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
     boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N",
                       help="deterministic time: [shift=]N|auto[,sleep=on|off]")
-    boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on :1234 (not yet)")
-    boot.add_argument("-S", dest="start_paused", action="store_true", help="start paused (not yet)")
-    boot.add_argument("--screendump", metavar="PATH", help="write the text screen here at exit (.txt)")
+    boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on tcp::1234 (-gdb tcp::1234)")
+    boot.add_argument("-S", dest="start_paused", action="store_true", help="start stopped at reset until gdb continues")
+    boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
     boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
     boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
     boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
@@ -181,11 +181,8 @@ def _boot_config(args):
     from emu.devices.diskimage import floppy_format
     from emu.machine import MachineConfig
 
-    for opt, what in (("gdb", "-gdb"),):
-        if getattr(args, f"opt_{opt}") is not None:
-            raise UsageError(f"{what}: not supported yet")
-    if args.gdb_default or args.start_paused:
-        raise UsageError("-s/-S: the gdb stub is not supported yet")
+    if args.start_paused and not (args.gdb_default or args.opt_gdb not in (None, "none")):
+        raise UsageError("-S needs -s or -gdb (pyemu has no monitor to continue from)")
     if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
     if args.opt_smp not in (None, "1", "cpus=1"):
@@ -252,8 +249,22 @@ def _cmd_boot(args) -> int:
     from emu.mainloop import GuestError, MainLoop
 
     cfg = _boot_config(args)
-    if args.screendump and not args.screendump.endswith(".txt"):
-        raise UsageError("--screendump: only .txt screen dumps are supported so far")
+    gdb_listener = None
+    gdb_spec = args.opt_gdb or ("tcp::1234" if args.gdb_default else None)
+    if gdb_spec not in (None, "none"):
+        from emu.gdbstub import GdbSpecError, Listener
+
+        try:
+            gdb_listener = Listener(gdb_spec)
+        except GdbSpecError as exc:
+            raise UsageError(str(exc)) from None
+    if args.screendump:
+        from emu.screendump import check_path
+
+        try:
+            check_path(args.screendump)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.opt_display not in (None, "curses", "none"):
         raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
     mode = ("nographic" if args.nographic else args.opt_display
@@ -299,6 +310,10 @@ def _cmd_boot(args) -> int:
             log_out = sys.stderr
         trace = TraceLog(machine.core, mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
+    if gdb_listener is not None:
+        from emu.gdbstub import GdbStub
+
+        loop.gdb = GdbStub(machine, gdb_listener, start_paused=args.start_paused, loop=loop)
     status = 0
     error = None
     try:
@@ -323,9 +338,10 @@ def _cmd_boot(args) -> int:
         for text in machine.messages:
             print(f"pyemu: bios: {text}", file=sys.stderr)
     if args.screendump:
+        from emu.screendump import write_screendump
+
         try:
-            with open(args.screendump, "w", encoding="utf-8") as out:
-                out.write(machine.vga.screendump_text())
+            write_screendump(machine.vga, args.screendump)
         except OSError as exc:
             print(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}", file=sys.stderr)
             status = status or EXIT_ERROR

@@ -171,8 +171,10 @@ class Machine:
                        Uart16550(0x2F8, self.pic.irq_line(3), clock, NullBackend(), paced=False)]
         for u in self.serial:
             u.attach(bus)
-        self.vga = Vga(clock, self.core.mem[VGA_WINDOW[0]:VGA_WINDOW[1]])
+        self.vga = Vga(clock, self.core.mem[VGA_WINDOW[0]:VGA_WINDOW[1]], on_window_change=self._vga_window)
         self.vga.attach(bus)
+        self.core.phys.add_mmio(self.vga.mmio_region())
+        self._vga_window(self.vga.window_mmio)
         self.port92 = Port92(on_a20=self.core.set_a20, on_reset=self.request_reset)
         self.port92.attach(bus)
         self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
@@ -221,6 +223,12 @@ class Machine:
             for ppn in range(start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT):
                 pmap[ppn] = (int(pmap[ppn]) & ~PM_KIND_MASK) | kind
         self.core.flush_tlb()
+
+    def _vga_window(self, mmio: bool) -> None:
+        """A0000-BFFFF: RAM on the VGA's text fast path, the device's MMIO region otherwise."""
+        from emu.mmu.physmap import PM_MMIO, PM_RAM
+
+        self.core.map_pages(VGA_WINDOW[0], VGA_WINDOW[1] - VGA_WINDOW[0], PM_MMIO if mmio else PM_RAM)
 
     def request_reset(self, *_args) -> None:
         self.reset_requested = True  # every reset source is a port write: the loop sees it next

@@ -45,6 +45,7 @@ class MainLoop:
         self.halted_message = False
         self.wall_start = time.monotonic()
         self.wall_end: float | None = None
+        self.gdb = None  # emu.gdbstub.GdbStub (-s/-gdb): called before and after each run
 
     # -- helpers ---------------------------------------------------------------------------------
     def _unimplemented(self) -> GuestError:
@@ -73,6 +74,8 @@ class MainLoop:
         while not st[S.INTR_LINE]:
             if self._timed_out():
                 return False
+            if self.gdb is not None:
+                self.gdb.idle(0)  # Ctrl-C while halted: gdb is served here, the CPU stays halted
             if m.exit_status is not None or m.reset_requested:
                 return True
             nd = clock.next_deadline()
@@ -105,6 +108,8 @@ class MainLoop:
                 delay = 0.05 if nd is None else max(0.0, (nd - clock.now()) / 1e9)
                 if self.wall_end is not None:
                     delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
+                if self.gdb is not None:
+                    delay = min(delay, 0.05)
                 if fe is not None:
                     fe.wait(delay)
                 elif delay > 0:
@@ -127,6 +132,12 @@ class MainLoop:
         scratch.deliver_interrupt(0x08)
 
     def run(self) -> int:
+        status = self._run()
+        if self.gdb is not None:
+            self.gdb.finish(status)
+        return status
+
+    def _run(self) -> int:
         self.warm_up()
         self.wall_start = time.monotonic()
         if not self.m.clock.icount and self.retired == 0:
@@ -142,8 +153,14 @@ class MainLoop:
         st[S.INTR_LINE] = 1 if pic.pending() else 0
         last_ic = int(st[S.ICOUNT])
         next_fe = time.monotonic() + FRONTEND_PERIOD_S
+        gdb = self.gdb
         while True:
-            reason = core.run(self._budget())
+            budget = self._budget()
+            if gdb is not None:
+                budget = gdb.before_run(budget)  # blocks while gdb holds the guest stopped
+                if m.exit_status is not None:
+                    return m.exit_status
+            reason = core.run(budget)
             ic = int(st[S.ICOUNT])
             clock.advance_instructions(ic - last_ic)
             self.retired += ic - last_ic
@@ -161,6 +178,13 @@ class MainLoop:
                     core.deliver_interrupt(pic.acknowledge())
             elif reason == S.EXIT_HLT:
                 if not (int(st[S.EFLAGS]) & IF_FLAG) and not st[S.NMI_PENDING]:
+                    while gdb is not None and gdb.attached and m.exit_status is None \
+                            and not self._timed_out():
+                        gdb.idle(0.05)  # halted for good: gdb may still stop it and look (as QEMU)
+                    if m.exit_status is not None:
+                        return m.exit_status
+                    if self._timed_out():
+                        return EXIT_TIMEOUT
                     self.halted_message = True
                     return 0
                 if not self._sleep_until_interrupt():
@@ -191,6 +215,8 @@ class MainLoop:
                 m.reset()
                 last_ic = int(st[S.ICOUNT])
             clock.run_due()
+            if gdb is not None:
+                gdb.after_run()
             now = time.monotonic()
             if now >= next_fe:
                 next_fe = now + FRONTEND_PERIOD_S

@@ -78,6 +78,22 @@ class CpuCore:
     def flush_blocks(self) -> None:
         flush_all(self.blocks.bc.ctypes.data, len(self.blocks.tbs) // 16)
 
+    def map_pages(self, base: int, size: int, kind: int) -> None:
+        """Switch the pages of [base, base+size) to RAM or ROM backed by the host bytes at the same
+        offset (identity, as low memory is laid out), or to MMIO (a region `phys.add_mmio` has
+        registered), while the machine runs: a device whose window changes with its registers (the
+        VGA). Drops the TLB and any translated code on those pages."""
+        from emu.mmu.physmap import PAGE_SHIFT, PM_MMIO
+        from emu.translate.blockcache import invalidate_page
+
+        first, count = base >> PAGE_SHIFT, size >> PAGE_SHIFT
+        heads = self.blocks.page_head
+        for ppn in range(first, first + count):
+            self.phys.pmap[ppn] = PM_MMIO if kind == PM_MMIO else (ppn << PAGE_SHIFT) | kind
+            if heads[ppn]:
+                invalidate_page(self.blocks.bc.ctypes.data, ppn)
+        self.flush_tlb()
+
     def set_a20(self, enabled: bool) -> None:
         self.st[S.A20_MASK] = 0xFFFF_FFFF if enabled else 0xFFEF_FFFF
         self.flush_tlb()

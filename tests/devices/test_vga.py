@@ -232,3 +232,259 @@ def test_any_bytes_on_row_0_dump_as_their_cp437_glyphs(data):
     vga = Vga(VirtualClock(icount=True))
     put_text(vga, 0, 0, data)
     assert vga.text_lines()[0][: len(data)] == decode(data)
+
+
+# -- planes, latches and the graphics controller (IBM VGA reference / FreeVGA, "Graphics Registers") --
+
+A0000 = 0x00000  # window offsets
+SEQ, GC = 0x3C4, 0x3CE
+
+
+def reg(bus, port, index, value):
+    bus.write(port, 2, index | (value << 8))
+
+
+def planar(rig_bus):
+    """Mode 12h's memory configuration: planar, map A0000 64K, all planes, write mode 0."""
+    reg(rig_bus, SEQ, 0x02, 0x0F)
+    reg(rig_bus, SEQ, 0x04, 0x06)
+    reg(rig_bus, GC, 0x05, 0x00)
+    reg(rig_bus, GC, 0x06, 0x05)
+
+
+def plane_bytes(vga, addr):
+    with vga.planes_access() as planes:
+        return [int(planes[p, addr]) for p in range(4)]
+
+
+def test_leaving_the_text_configuration_maps_the_window_through_the_device(rig):
+    _, bus, vga = rig
+    seen = []
+    vga.on_window_change = seen.append
+    put_text(vga, 0, 0, b"kept")
+    assert not vga.window_mmio
+    planar(bus)
+    assert vga.window_mmio and seen == [True]
+    assert plane_bytes(vga, 0)[:2] == [ord("k"), 0x07]  # the text went into planes 0 and 1
+    vga.reset()
+    assert not vga.window_mmio and seen == [True, False]
+    assert vga.text_lines()[0].startswith("kept")
+
+
+def test_write_mode_0_set_reset_and_map_mask(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x00, 0x05)  # set/reset: planes 0 and 2 on
+    reg(bus, GC, 0x01, 0x03)  # enable set/reset for planes 0 and 1
+    reg(bus, SEQ, 0x02, 0x0B)  # plane 2 write-protected
+    vga.write(A0000 + 10, 1, 0x3C)
+    # planes 0/1 take set/reset (FFh, 00h); plane 3 the CPU byte; plane 2 is masked off
+    assert plane_bytes(vga, 10) == [0xFF, 0x00, 0x00, 0x3C]
+
+
+def test_rotate_and_logical_functions_use_the_latches(rig):
+    _, bus, vga = rig
+    planar(bus)
+    vga.write(A0000 + 1, 1, 0xF0)  # all planes F0h
+    for func, expect in ((1, 0xF0 & 0x0F), (2, 0xF0 | 0x0F), (3, 0xF0 ^ 0x0F)):
+        vga.write(A0000 + 1, 1, 0xF0)
+        vga.read(A0000 + 1, 1)  # latch F0h in every plane
+        reg(bus, GC, 0x03, (func << 3) | 4)  # rotate right by 4: F0h -> 0Fh
+        vga.write(A0000 + 1, 1, 0xF0)
+        reg(bus, GC, 0x03, 0)
+        assert plane_bytes(vga, 1) == [expect] * 4, func
+
+
+def test_bit_mask_keeps_latched_bits(rig):
+    _, bus, vga = rig
+    planar(bus)
+    vga.write(A0000 + 2, 1, 0xAA)
+    vga.read(A0000 + 2, 1)
+    reg(bus, GC, 0x08, 0x0F)
+    vga.write(A0000 + 2, 1, 0x55)
+    assert plane_bytes(vga, 2) == [0xA5] * 4  # high nibble from the latches, low from the CPU
+
+
+def test_write_mode_1_copies_the_latches(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x00, 0x09)
+    reg(bus, GC, 0x01, 0x0F)
+    vga.write(A0000 + 100, 1, 0)  # colour 9 in every pixel of byte 100
+    reg(bus, GC, 0x01, 0x00)
+    reg(bus, GC, 0x05, 0x01)
+    vga.read(A0000 + 100, 1)
+    vga.write(A0000 + 200, 1, 0x00)  # the CPU value is ignored
+    assert plane_bytes(vga, 200) == plane_bytes(vga, 100) == [0xFF, 0, 0, 0xFF]
+
+
+def test_write_mode_2_colour_through_the_bit_mask(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x05, 0x02)
+    reg(bus, GC, 0x08, 0x81)
+    vga.read(A0000 + 3, 1)  # latches 0
+    vga.write(A0000 + 3, 1, 0x06)  # colour 6: planes 1 and 2
+    assert plane_bytes(vga, 3) == [0x00, 0x81, 0x81, 0x00]
+
+
+def test_write_mode_3_rotated_data_masks_the_set_reset_colour(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x05, 0x03)
+    reg(bus, GC, 0x00, 0x0C)  # colour 12: planes 2 and 3
+    reg(bus, GC, 0x08, 0xF0)
+    reg(bus, GC, 0x03, 0x01)  # rotate right by 1
+    vga.read(A0000 + 4, 1)
+    vga.write(A0000 + 4, 1, 0x3C)  # ror 1 -> 1Eh; & F0h -> 10h is the effective mask
+    assert plane_bytes(vga, 4) == [0x00, 0x00, 0x10, 0x10]
+
+
+def test_read_mode_0_map_select_and_read_mode_1_colour_compare(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x05, 0x02)
+    vga.read(A0000 + 5, 1)
+    for colour, mask in ((0x5, 0xF0), (0xA, 0x0C), (0x7, 0x03)):
+        reg(bus, GC, 0x08, mask)
+        vga.write(A0000 + 5, 1, colour)  # pixels 0-3: 5, 4-5: A, 6-7: 7
+        vga.read(A0000 + 5, 1)
+    reg(bus, GC, 0x05, 0x00)
+    for plane, expect in ((0, 0xF3), (1, 0x0F), (2, 0xF3), (3, 0x0C)):
+        reg(bus, GC, 0x04, plane)
+        assert vga.read(A0000 + 5, 1) == expect
+    reg(bus, GC, 0x05, 0x08)  # read mode 1
+    reg(bus, GC, 0x02, 0x05)
+    reg(bus, GC, 0x07, 0x0F)
+    assert vga.read(A0000 + 5, 1) == 0xF0
+    reg(bus, GC, 0x07, 0x01)  # only plane 0 compared: colours 5 and 7 have bit 0 set
+    assert vga.read(A0000 + 5, 1) == 0xF3
+
+
+def test_memory_map_select_decodes_the_window(rig):
+    _, bus, vga = rig
+    planar(bus)
+    reg(bus, GC, 0x06, 0x0D)  # map B8000-BFFFF
+    vga.write(A0000 + 7, 1, 0x42)
+    assert vga.read(A0000 + 7, 1) == 0xFF  # outside the map: open bus, the write vanished
+    vga.write(0x18000 + 7, 1, 0x42)
+    assert plane_bytes(vga, 7) == [0x42] * 4
+
+
+def test_odd_even_addressing_splits_even_and_odd_bytes(rig):
+    _, bus, vga = rig
+    reg(bus, SEQ, 0x02, 0x0F)  # text configuration but all planes: the device path
+    assert vga.window_mmio
+    vga.write(0x18000 + 0x20, 2, 0x1F41)
+    assert plane_bytes(vga, 0x20) == [0x41, 0x1F, 0x41, 0x1F]
+
+
+def test_chain4_mode_13h_pixel_n_is_plane_n_mod_4(rig):
+    _, bus, vga = rig
+    from emu.devices.vgamodes import MODE13
+
+    vga.set_mode(MODE13)
+    assert not vga.window_mmio  # mode 13h's plain configuration: the window is RAM
+    vga.vram[5 * 320 + 7] = 0x99  # pixel (7, 5) as the CPU writes it
+    assert plane_bytes(vga, 5 * 320 + 4)[3] == 0x99
+    reg(bus, SEQ, 0x02, 0x0D)  # plane 1 masked: the device path, same addressing
+    assert vga.window_mmio
+    vga.write(A0000 + 13, 1, 0x11)  # plane 1: masked
+    vga.write(A0000 + 14, 1, 0x22)  # plane 2, address 12
+    assert plane_bytes(vga, 12)[1:3] == [0x00, 0x22]
+    assert vga.read(A0000 + 5 * 320 + 7, 1) == 0x99
+
+
+def test_mode_13h_renders_pixels_through_the_dac(rig):
+    _, bus, vga = rig
+    from emu.devices.vgamodes import MODE13
+
+    vga.set_mode(MODE13)
+    vga.vram[199 * 320 + 319] = 0x42
+    bus.write(0x3C8, 1, 0x42)
+    for v in (63, 32, 0):
+        bus.write(0x3C9, 1, v)
+    rgb = vga.render_rgb()
+    assert rgb.shape == (200, 320, 3)
+    assert tuple(rgb[199, 319]) == (255, 130, 0)  # 6-bit 32 -> 8-bit 128 + 2
+    assert tuple(rgb[0, 0]) == (0, 0, 0)
+
+
+def test_mode_12h_planar_pixels_through_attribute_palette_and_dac(rig):
+    _, bus, vga = rig
+    from emu.devices.vgamodes import MODE12
+
+    vga.set_mode(MODE12)
+    assert vga.window_mmio
+    reg(bus, GC, 0x05, 0x02)
+    reg(bus, GC, 0x08, 0x80 >> 3)
+    vga.read(A0000 + 479 * 80 + 2, 1)
+    vga.write(A0000 + 479 * 80 + 2, 1, 6)  # pixel (19, 479): colour 6 -> palette 14h -> brown
+    rgb = vga.render_rgb()
+    assert rgb.shape == (480, 640, 3)
+    assert tuple(rgb[479, 19]) == (170, 85, 0)
+    assert tuple(rgb[479, 18]) == (0, 0, 0)
+
+
+def test_text_render_draws_the_plane_2_font(rig):
+    _, _, vga = rig
+    from emu.devices import vgafont
+
+    put_text(vga, 1, 2, b"A", attr=0x1E)  # yellow on blue
+    rgb = vga.render_rgb()
+    assert rgb.shape == (400, 720, 3)  # 80x25 cells of 9x16
+    cell = rgb[16:32, 18:27]
+    glyph = np.unpackbits(np.frombuffer(vgafont.glyph(ord("A")), dtype=np.uint8)).reshape(16, 8)
+    fg = (cell == (255, 255, 85)).all(axis=-1)
+    bg = (cell == (0, 0, 170)).all(axis=-1)
+    assert (fg[:, :8] == glyph.astype(bool)).all()
+    assert (fg | bg).all() and not fg[:, 8].any()  # the 9th column is background for letters
+
+
+def test_line_graphics_repeat_the_8th_column_in_the_9th(rig):
+    _, _, vga = rig
+    put_text(vga, 0, 0, bytes([0xC4]))  # horizontal line
+    rgb = vga.render_rgb()
+    row = rgb[7, 0:9, 0]
+    assert (row == 170).all()
+
+
+def test_a_font_loaded_through_plane_2_is_what_text_mode_shows(rig):
+    _, bus, vga = rig
+    # what vgacon or SYSLINUX do: plane 2 alone, sequential, map A0000, then back to text
+    reg(bus, SEQ, 0x02, 0x04)
+    reg(bus, SEQ, 0x04, 0x07)
+    reg(bus, GC, 0x04, 0x02)
+    reg(bus, GC, 0x05, 0x00)
+    reg(bus, GC, 0x06, 0x04)
+    assert vga.window_mmio
+    for line in range(16):
+        vga.write(A0000 + ord("A") * 32 + line, 1, 0xFF if line % 2 else 0x00)
+    reg(bus, SEQ, 0x02, 0x03)
+    reg(bus, SEQ, 0x04, 0x02)
+    reg(bus, GC, 0x04, 0x00)
+    reg(bus, GC, 0x05, 0x10)
+    reg(bus, GC, 0x06, 0x0E)
+    assert not vga.window_mmio
+    put_text(vga, 0, 0, b"A")
+    rgb = vga.render_rgb()
+    assert [int(rgb[y, 0, 0]) for y in range(4)] == [0, 170, 0, 170]
+
+
+def test_state_round_trip_keeps_planes_and_window(rig):
+    clock, bus, vga = rig
+    planar(bus)
+    vga.write(A0000 + 9, 1, 0x5A)
+    other = Vga(clock)
+    other.load_state(vga.state())
+    assert other.window_mmio and other.read(A0000 + 9, 1) == 0x5A
+
+
+def test_render_ansi_in_a_graphics_mode_says_so_once(rig):
+    _, _, vga = rig
+    from emu.devices.vgamodes import MODE13
+
+    vga.set_mode(MODE13)
+    text, frame = vga.render_ansi(None)
+    assert "graphics mode 320x200" in text
+    assert vga.render_ansi(frame)[0] == ""
