@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from emu.devices import vgafont
 from tests.cpu.guestasm import needs_nasm
 from tests.test_machine import run_guest
@@ -168,11 +166,9 @@ def test_stosb_loop_fills_planar_video_memory():
     assert (image[0] == 255).all() and (image[1] == 0).all()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (emu/cpu/strings.py): a REP STOS/MOVS whose write goes to "
-                   "MMIO sets EXIT_MMIO_WRITE but keeps iterating, so each element overwrites the exit's "
-                   "operands and only the last one reaches the device; string_op should pause (return "
-                   "-100 - done) after an element that set EXIT_REASON, as it does at the end of a REP slice")
 def test_rep_stosb_fills_planar_video_memory():
+    """Each element of a REP STOS into device memory reaches the device (the REP pauses after
+    an element's MMIO write, as at the end of a REP slice, and resumes after Python did it)."""
     r = run_guest(PLANAR_FILL.format(fill="rep stosb"))
     image = r.machine.vga.render_rgb()
     assert (image[0] == 255).all() and (image[1] == 0).all()

@@ -114,5 +114,7 @@ def string_op(sp, tp, mp, cp, user, op, size, asize, seg, rep, budget):
                 return done
             if rep == REP_NE and zf:
                 return done
-        if done >= budget:
+        if done >= budget or sget(sp, S.EXIT_REASON) == S.EXIT_MMIO_WRITE:
+            # A slice ends, or an element's store went to a device: Python performs it before
+            # the next element (each would overwrite the one pending MMIO write otherwise).
             return -100 - done
