@@ -424,7 +424,7 @@ def _nan_exc(abits, bbits):
 
 
 # ------------------------------------------------------------------------------ arithmetic
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE results, never a Python ZeroDivisionError
 def binop(op, abits, bbits, rc):
     """(bits, exceptions) of dst `op` src for OP_ADD..OP_DIVR (a = dst, b = src)."""
     if op == P.OP_SUBR or op == P.OP_DIVR:
@@ -457,7 +457,7 @@ def binop(op, abits, bbits, rc):
     if b == 0.0:
         if a == 0.0:
             return F64_INDEFINITE, FSW_IE  # 0 / 0
-        r = a / b if math.isinf(a) else math.copysign(math.inf, a) * math.copysign(1.0, b)
+        r = math.copysign(math.inf, a) * math.copysign(1.0, b)  # x / 0: ZE unless x is infinite
         return f64_bits(r), (0 if math.isinf(a) else FSW_ZE)
     r = a / b
     if r != r:
@@ -867,7 +867,7 @@ def _store(sp, tp, mp, cp, user, op, arg, pops, sti, seg, ea):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE results, never a Python ZeroDivisionError
 def _unary(op, bits, rc):
     """(bits, exceptions) of FCHS FABS FSQRT FRNDINT F2XM1 on ST(0)."""
     if op == P.OP_CHS:
@@ -897,7 +897,7 @@ def _unary(op, bits, rc):
     return f64_bits(math.expm1(x * LN2)), FSW_PE
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE results, never a Python ZeroDivisionError
 def _trig(sp, op):
     """FSIN FCOS FPTAN FSINCOS: C2 = 1 and ST(0) unchanged when |x| >= 2**63 (Vol 2, FSIN)."""
     top = _top(sp)
@@ -943,7 +943,7 @@ def _trig(sp, op):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE results, never a Python ZeroDivisionError
 def _prem(xbits, ybits, nearest):
     """(bits, exceptions, C0 C1 C2 C3) of FPREM (truncating) or FPREM1 (IEEE) of x by y (Vol 2,
     FPREM): exact; a complete reduction reports the quotient's low bits Q2 Q1 Q0 in C0 C3 C1,
@@ -985,7 +985,7 @@ def _prem(xbits, ybits, nearest):
     return f64_bits(res), 0, cc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # IEEE results, never a Python ZeroDivisionError
 def _two(op, xbits, ybits, rc):
     """(bits, exceptions) of FYL2X FYL2XP1 FPATAN (the result replaces ST(1)) and FSCALE
     (replaces ST(0)); x = ST(0), y = ST(1)."""
