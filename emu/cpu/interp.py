@@ -40,6 +40,7 @@ from emu.cpu.access import (
 )
 from emu.cpu.eflags import get_cf, get_eflags, popf_mask, set_eflags, set_status
 from emu.cpu.far import far_call, far_jmp, far_ret, iret
+from emu.cpu.fpu import fpu_insn, fpu_wait
 from emu.cpu.interrupts import DELIVER_TRIPLE, deliver
 from emu.cpu.segments import load_seg, update_hflags
 from emu.cpu.strings import string_op
@@ -1028,13 +1029,13 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
     elif h == H.H_WAIT:
         if (st[S.CR0] & 0xA) == 0xA:  # CR0.MP and CR0.TS
             fail = raise_fault(sp, NM_VECTOR, -1)
+        else:
+            fail = fpu_wait(sp)  # #MF for a pending unmasked x87 exception
     elif h == H.H_FPU:
         if st[S.CR0] & 0xC:  # CR0.EM or CR0.TS: #NM (SDM Vol 3, 2.5)
             fail = raise_fault(sp, NM_VECTOR, -1)
         else:
-            st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
-            st[S.EXIT_ARG0] = imm2
-            res = RESTART
+            fail = fpu_insn(sp, tp, mp, cp, user, aux, imm, imm2, 1 if (x & X_MEM) else 0, seg, ea, ieip)
     elif h == H.H_SYS:
         st[S.ICOUNT] += done  # RDTSC sees the instructions retired so far
         st[S.EIP] = neip  # the group's contract: EIP already points past the instruction

@@ -109,6 +109,19 @@ MSR_MTRR_VAR = 111  # 8 variable-range pairs PHYSBASEn/PHYSMASKn (200h..20Fh), 1
 LOG_MASK = 128  # -d items the compiled loop records (LOG_* bits below)
 LOG_ACK = 129  # a per-block log exit was taken for the block about to run
 LOG_POS = 130  # events in the log ring (emu/cpu/tracelog.py)
+# x87 FPU (emu/cpu/fpu.py; SDM Vol 1, 8.1): the physical data registers R0..R7 hold float64 bit
+# patterns; FSW holds TOP in bits 11..13; FTW is the full 2-bit tag word (R0 in bits 0..1).
+FPU_R0 = 131  # R0..R7 at 131..138
+FPU_FCW = 139
+FPU_FSW = 140
+FPU_FTW = 141
+FPU_FIP = 142  # last x87 instruction: offset, CS selector and 11-bit opcode
+FPU_FCS = 143
+FPU_FOP = 144
+FPU_FDP = 145  # its memory operand: offset and segment selector
+FPU_FDS = 146
+FPU_FCW_POWERUP = 0x0040  # SDM Vol 3, Table 9-1: FCW 0040h, FSW 0, FTW 5555h (all registers +0)
+FPU_FTW_POWERUP = 0x5555
 
 STATE_SIZE = 160
 
@@ -183,3 +196,5 @@ def reset_state(st: np.ndarray) -> None:
     st[DR0 + 7] = 0x400
     st[HFLAGS] = 0
     st[MSR_PAT] = 0x0007_0406_0007_0406  # the PAT's power-on value (SDM Vol 3, 11.12.4)
+    st[FPU_FCW] = FPU_FCW_POWERUP
+    st[FPU_FTW] = FPU_FTW_POWERUP

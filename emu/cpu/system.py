@@ -87,6 +87,7 @@ DR6_BD = 1 << 13
 CPUID_SIGNATURE = 0x0000_0633  # family 6, model 3, stepping 3: the EDX value at RESET (state.py)
 CPUID_MAX_BASIC = 2
 CPUID_MAX_EXT = 0x8000_0004
+FEAT_FPU = 1 << 0
 FEAT_PSE = 1 << 3
 FEAT_TSC = 1 << 4
 FEAT_MSR = 1 << 5
@@ -98,9 +99,9 @@ FEAT_PGE = 1 << 13
 FEAT_CMOV = 1 << 15
 FEAT_PAT = 1 << 16
 FEAT_PSE36 = 1 << 17
-# CPUID.1:EDX, exactly what the engine implements. No FPU (no x87 emulation yet), no VME, DE, MCE,
+# CPUID.1:EDX, exactly what the engine implements: the x87 FPU (emu/cpu/fpu.py), no VME, DE, MCE,
 # APIC, MCA, MMX, FXSR or SSE. MTRR and PAT are storage only (the emulator has no caches).
-CPUID_1_EDX = (FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_PAE | FEAT_CX8 | FEAT_SEP | FEAT_MTRR | FEAT_PGE
+CPUID_1_EDX = (FEAT_FPU | FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_PAE | FEAT_CX8 | FEAT_SEP | FEAT_MTRR | FEAT_PGE
                | FEAT_CMOV | FEAT_PAT | FEAT_PSE36)
 CPUID_1_ECX = 0
 CPUID_VENDOR = b"GenuineIntel"

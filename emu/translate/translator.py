@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from emu.cpu import fpuops as FP
 from emu.cpu import handlers as H
 from emu.cpu import sysops as SY
 from emu.translate import decoder as D
@@ -77,7 +78,7 @@ PSEUDO_DESCRIPTOR_SIZE = 6  # the m16&32 operand of LGDT/LIDT/SGDT/SIDT
 _ENDS_BLOCK = {H.H_UD, H.H_JCC, H.H_JMP_REL, H.H_CALL_REL, H.H_JMP_IND, H.H_CALL_IND, H.H_RET,
                H.H_JMP_FAR, H.H_CALL_FAR, H.H_RET_FAR, H.H_IRET, H.H_LOOP, H.H_INT, H.H_HLT,
                H.H_POPF, H.H_FLAGOP, H.H_SYS, H.H_UNIMPL, H.H_FAULT_GP, H.H_MOV_TO_SREG,
-               H.H_POP_SREG, H.H_LXS, H.H_FPU, H.H_IN, H.H_OUT, H.H_BOUND, H.H_CPUID}
+               H.H_POP_SREG, H.H_LXS, H.H_IN, H.H_OUT, H.H_BOUND, H.H_CPUID}
 
 _ALU = {n: i for i, n in enumerate(("add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"))}
 _SHIFT = {n: i for i, n in enumerate(("rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"))}
@@ -163,7 +164,7 @@ def _handler_for(form) -> tuple[int, int]:
     if name in _SIMPLE:
         return _SIMPLE[name]
     if name.startswith("f") and (form.map == 0 and 0xD8 <= form.opcode <= 0xDF):
-        return H.H_FPU, form.index
+        return H.H_FPU, FP.aux_for(name, form.operands)
     return H.H_UNIMPL, form.index
 
 
@@ -281,7 +282,13 @@ def emit_row(rows, r, out, off, form_h, form_aux):
         rows[base + R_SIZE] = out[D.F_OPSIZE]  # the offset's size (Mp's 4/6 bytes include the selector)
     elif h == H.H_SYS and k0 == D.OPK_MEM and out[D.F_OPSZ] == PSEUDO_DESCRIPTOR_SIZE:
         rows[base + R_SIZE] = out[D.F_OPSIZE]  # LGDT/LIDT/SGDT/SIDT: 16-bit size loads a 24-bit base
-    elif h == H.H_UNIMPL or h == H.H_FPU:
+    elif h == H.H_FPU:
+        # ST(i) index and operand size (FNSTENV/FNSAVE layouts); the 11-bit x87 opcode (FOP =
+        # low 3 bits of the escape byte, then ModRM: SDM Vol 1, 8.1.9).
+        modrm = out[D.F_MODRM] & 0xFF
+        rows[base + R_IMM] = (modrm & 7) | (out[D.F_OPSIZE] << 3)
+        rows[base + R_IMM2] = ((out[D.F_OPCODE] & 7) << 8) | modrm
+    elif h == H.H_UNIMPL:
         rows[base + R_IMM2] = out[D.F_OPCODE]
     return h
 
