@@ -51,6 +51,41 @@ def test_memtest86_with_kernel_reaches_its_test_screen(tmp_path):
     assert "Pass" in screen and "Errors: 0" in screen
 
 
+MEMTEST_ISO = Path("/usr/lib/memtest86+/memtest86+ia32.iso")
+F1 = b"\x1bOP"  # the terminal's F1, which pyemu turns into the F1 scancodes
+
+
+@pytest.mark.slow  # ~25 s
+@pytest.mark.skipif(not MEMTEST_ISO.exists(), reason="needs memtest86+")
+def test_memtest86_iso_boots_by_floppy_emulation_and_opens_its_menu_on_f1(tmp_path):
+    """Debian's memtest86+ ISO boots by El Torito floppy emulation; F1 opens its settings menu."""
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-cdrom", str(MEMTEST_ISO), "-display", "none", "--screendump", str(shot), "--timeout", "25",
+              stdin=F1)
+    assert "Traceback" not in p.stderr.decode()
+    assert p.returncode == 124, p.stderr.decode()
+    screen = shot.read_text()
+    assert "Memtest86+ v" in screen and "<F1> Configuration" in screen
+    assert "Settings:" in screen and "<F10> Exit menu" in screen  # the key reached it
+
+
+IPXE = Path("/boot/ipxe.lkrn")
+
+
+@pytest.mark.skipif(not IPXE.exists(), reason="needs ipxe")
+def test_ipxe_with_kernel_gives_its_shell_on_ctrl_b(tmp_path):
+    """Debian's iPXE as a Linux-boot-protocol image (-kernel); it uses FXSAVE/FXRSTOR around its
+    real-mode calls. Ctrl-B during its banner opens the shell, which runs a typed command."""
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-kernel", str(IPXE), "-display", "none", "--screendump", str(shot), "--timeout", "15",
+              stdin=b"\x02help\r")
+    assert "Traceback" not in p.stderr.decode()
+    assert p.returncode == 124, p.stderr.decode()
+    screen = shot.read_text()
+    assert "iPXE" in screen and "Open Source Network Boot Firmware" in screen
+    assert "iPXE> help" in screen and "Available commands:" in screen
+
+
 GRUB_BOOT_IMG = Path("/usr/lib/grub/i386-pc/boot.img")
 
 

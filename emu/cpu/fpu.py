@@ -1344,3 +1344,99 @@ def fpu_insn(sp, tp, mp, cp, user, aux, imm, fop, has_mem, seg, ea, ieip):
             sset(sp, S.FPU_FDP, ea)
             sset(sp, S.FPU_FDS, _fcs(sp, seg & 7))
     return r
+
+
+# ------------------------------------------------------------------------------ FXSAVE / FXRSTOR
+FXSAVE_SIZE = 512
+FXSAVE_ALIGN = 16
+FX_FCW, FX_FSW, FX_FTW, FX_FOP, FX_FIP, FX_FCS, FX_FDP, FX_FDS = 0, 2, 4, 6, 8, 12, 16, 20
+FX_MXCSR, FX_MXCSR_MASK = 24, 28
+FX_ST0 = 32  # ST(i) at 32 + 16*i: 10 bytes of the 80-bit value, 6 reserved
+FX_ST_STRIDE = 16
+MXCSR_DEFAULT = 0x1F80  # all SIMD exceptions masked, round to nearest (Vol 1, 10.2.3.1)
+MXCSR_MASK = 0xFFBF  # the bits FXRSTOR accepts (Vol 1, 11.6.6): DAZ is not supported
+CR0_EM_TS = 0xC
+CR4_OSFXSR = 1 << 9
+GP_VECTOR = 13
+NM_VECTOR = 7
+
+
+@njit(cache=True)
+def fxsave_fxrstor(sp, tp, mp, cp, user, restore, seg, ea):
+    """FXSAVE / FXRSTOR m512byte (Vol 2, FXSAVE, Table 10-2 "legacy" 32-bit layout): FCW, FSW,
+    the abridged tag byte (bit i = physical register i not empty), FOP, FIP/FCS, FDP/FDS, MXCSR,
+    then ST(0)..ST(7) as 80-bit values 16 bytes apart. There are no XMM registers, so their area
+    is neither written nor read. #NM with CR0.EM or CR0.TS; #GP(0) unless 16-byte aligned."""
+    if sget(sp, S.CR0) & CR0_EM_TS:
+        return raise_fault(sp, NM_VECTOR, -1)
+    la = seg_la(sp, seg, ea, FXSAVE_SIZE, not restore)
+    if la < 0:
+        return la
+    if la & (FXSAVE_ALIGN - 1):
+        return raise_fault(sp, GP_VECTOR, 0)
+    last = (la + FX_ST0 + 8 * FX_ST_STRIDE - 1) & 0xFFFF_FFFF
+    top = _top(sp)
+    if not restore:
+        r = _probe(tp, mp, cp, la, FX_ST0 + 8 * FX_ST_STRIDE, user)
+        if r < 0:
+            return r
+        abridged = 0
+        for ph in range(8):
+            if _tag(sp, ph) != TAG_EMPTY:
+                abridged |= 1 << ph
+        words = (sget(sp, S.FPU_FCW) | (sget(sp, S.FPU_FSW) << 16),
+                 abridged | ((sget(sp, S.FPU_FOP) & 0x7FF) << 16),
+                 sget(sp, S.FPU_FIP) & 0xFFFF_FFFF, sget(sp, S.FPU_FCS) & 0xFFFF,
+                 sget(sp, S.FPU_FDP) & 0xFFFF_FFFF, sget(sp, S.FPU_FDS) & 0xFFFF,
+                 sget(sp, S.MXCSR) & 0xFFFF_FFFF, MXCSR_MASK)
+        for k in range(8):
+            vwrite(tp, mp, cp, (la + 4 * k) & 0xFFFF_FFFF, 4, words[k], user)
+        for i in range(8):
+            mant, se = f64_to_ext(_bits(sp, top + i))
+            a = la + FX_ST0 + FX_ST_STRIDE * i
+            vwrite(tp, mp, cp, a & 0xFFFF_FFFF, 4, mant & 0xFFFF_FFFF, user)
+            vwrite(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, (mant >> 32) & 0xFFFF_FFFF, user)
+            vwrite(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 4, se, user)
+            vwrite(tp, mp, cp, (a + 12) & 0xFFFF_FFFF, 4, 0, user)
+        return 0
+    r = vread(tp, mp, cp, la, 1, user)
+    if r >= 0:
+        r = vread(tp, mp, cp, last, 1, user)
+    if r < 0:
+        return r
+    w = np.zeros(8, dtype=np.int64)
+    for k in range(8):
+        w[k] = vread(tp, mp, cp, (la + 4 * k) & 0xFFFF_FFFF, 4, user)
+        if w[k] < 0:
+            return w[k]
+    mxcsr = w[FX_MXCSR // 4]
+    if (sget(sp, S.CR4) & CR4_OSFXSR) and (mxcsr & ~MXCSR_MASK):
+        return raise_fault(sp, GP_VECTOR, 0)
+    regs = np.zeros(8, dtype=np.int64)
+    for i in range(8):
+        a = la + FX_ST0 + FX_ST_STRIDE * i
+        lo = vread(tp, mp, cp, a & 0xFFFF_FFFF, 4, user)
+        hi = vread(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, user)
+        se = vread(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, user)
+        if lo < 0 or hi < 0 or se < 0:
+            return min(lo, min(hi, se))
+        regs[i] = ext_to_f64(lo | (hi << 32), se)
+    sset(sp, S.FPU_FCW, w[0] & 0xFFFF)
+    sset(sp, S.FPU_FSW, (w[0] >> 16) & 0xFFFF)
+    sset(sp, S.FPU_FOP, (w[1] >> 16) & 0x7FF)
+    sset(sp, S.FPU_FIP, w[2])
+    sset(sp, S.FPU_FCS, w[3] & 0xFFFF)
+    sset(sp, S.FPU_FDP, w[4])
+    sset(sp, S.FPU_FDS, w[5] & 0xFFFF)
+    if sget(sp, S.CR4) & CR4_OSFXSR:
+        sset(sp, S.MXCSR, mxcsr)
+    top = _top(sp)
+    for i in range(8):
+        sset(sp, S.FPU_R0 + ((top + i) & 7), regs[i])
+    for ph in range(8):
+        if (w[1] >> ph) & 1:
+            _set_tag(sp, ph, tag_of(_bits(sp, ph)))
+        else:
+            _set_tag(sp, ph, TAG_EMPTY)
+    _update_es(sp)
+    return 0

@@ -34,7 +34,9 @@ SYS_SYSENTER = 27
 SYS_SYSEXIT = 28
 SYS_RDPMC = 29
 SYS_RSM = 30
-N_SYS = 31
+SYS_FXSAVE = 31  # FXSAVE/FXRSTOR m512byte (emu/cpu/fpu.py)
+SYS_FXRSTOR = 32
+N_SYS = 33
 
 # Result codes of system_insn besides the negative failure codes of emu/cpu/access.py.
 SYS_CONTINUE = 0  # done; the block goes on with the next instruction

@@ -35,6 +35,7 @@ from emu.cpu import state as S
 from emu.cpu import sysops as SY
 from emu.cpu.access import GP_VECTOR, SEGF_MASK, raise_fault, rget, rset, seg_la, seg_summary, sget, sset, vread, vwrite
 from emu.cpu.eflags import get_eflags, set_eflags, set_status
+from emu.cpu.fpu import fxsave_fxrstor
 from emu.cpu.segments import (
     NP_VECTOR,
     desc_addr,
@@ -68,9 +69,10 @@ CR0_DEFINED = (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR
 CR4_TSD = 1 << 2
 CR4_DE = 1 << 3
 CR4_PCE = 1 << 8
+CR4_OSFXSR = 1 << 9  # the OS saves SSE state with FXSAVE (FXRSTOR then loads MXCSR)
 # CR4 bits this CPU implements; setting any other bit is #GP(0) (MOV CR4 exceptions). No VME/PVI,
 # no MCE, no OSFXSR (no SSE), no SMEP/SMAP.
-CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCE
+CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCE | CR4_OSFXSR
 CR4_PAGING_BITS = CR4_PSE | CR4_PAE | CR4_PGE
 
 # PAE PDPTE reserved bits with MAXPHYADDR = 36 (Vol 3, 4.4.1, Table 4-8): 2:1, 8:5 and 63:36.
@@ -99,10 +101,12 @@ FEAT_PGE = 1 << 13
 FEAT_CMOV = 1 << 15
 FEAT_PAT = 1 << 16
 FEAT_PSE36 = 1 << 17
+FEAT_FXSR = 1 << 24
 # CPUID.1:EDX, exactly what the engine implements: the x87 FPU (emu/cpu/fpu.py), no VME, DE, MCE,
-# APIC, MCA, MMX, FXSR or SSE. MTRR and PAT are storage only (the emulator has no caches).
+# APIC, MCA, MMX or SSE; FXSR: FXSAVE/FXRSTOR of the x87 state (iPXE uses them unconditionally).
+# MTRR and PAT are storage only (the emulator has no caches).
 CPUID_1_EDX = (FEAT_FPU | FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_PAE | FEAT_CX8 | FEAT_SEP | FEAT_MTRR | FEAT_PGE
-               | FEAT_CMOV | FEAT_PAT | FEAT_PSE36)
+               | FEAT_CMOV | FEAT_PAT | FEAT_PSE36 | FEAT_FXSR)
 CPUID_1_ECX = 0
 CPUID_VENDOR = b"GenuineIntel"
 CPUID_BRAND = b"pyemu Virtual CPU"  # leaves 80000002h-80000004h, NUL-padded to 48 bytes
@@ -825,4 +829,9 @@ def system_insn(sp, tp, mp, cp, op, size, dst, src, has_mem, ea, seg, imm, user)
         return _arpl(sp, tp, mp, cp, dst, src, ea, seg, user)
     if op == SY.SYS_SYSENTER or op == SY.SYS_SYSEXIT:
         return _sysenter_exit(sp, op, size)
+    if op == SY.SYS_FXSAVE or op == SY.SYS_FXRSTOR:
+        if not has_mem:
+            return _ud(sp)
+        r = fxsave_fxrstor(sp, tp, mp, cp, user, op == SY.SYS_FXRSTOR, seg, ea)
+        return r if r < 0 else SY.SYS_CONTINUE
     return _ud(sp)  # RSM outside SMM, and anything unknown

@@ -119,6 +119,7 @@ _SIMPLE = {
     "verr": (H.H_SYS, SY.SYS_VERR), "verw": (H.H_SYS, SY.SYS_VERW), "arpl": (H.H_SYS, SY.SYS_ARPL),
     "sysenter": (H.H_SYS, SY.SYS_SYSENTER), "sysexit": (H.H_SYS, SY.SYS_SYSEXIT),
     "rdpmc": (H.H_SYS, SY.SYS_RDPMC), "rsm": (H.H_SYS, SY.SYS_RSM),
+    "fxsave": (H.H_SYS, SY.SYS_FXSAVE), "fxrstor": (H.H_SYS, SY.SYS_FXRSTOR),
     "lfence": (H.H_NOP, 0), "mfence": (H.H_NOP, 0), "sfence": (H.H_NOP, 0),
 }
 

@@ -553,3 +553,40 @@ def test_store_exceptions_denormal_load_and_fldenv():
     assert u16(r, 8) & (DE | TOP) == DE | 0x3000  # FLDENV restored FSW (TOP = 6) ...
     assert u16(r, 10) == 0x037F | 0x3F  # ... and the FCW that FNSTENV had masked
     assert d64(r, 48) == 5e-324 and d64(r, 56) == 1e300
+
+
+def test_fxsave_image_matches_unicorn_and_fxrstor_round_trips():
+    """FXSAVE's legacy image (SDM Vol 1, Table 10-2): FCW, FSW, the abridged tag byte, FOP,
+    FIP/FCS, FDP/FDS and ST(0)..ST(7) 16 bytes apart; FXRSTOR of it gives the same stack back."""
+    src = f"""
+    fninit
+    fld qword [{DATA:#x}]
+    fld qword [{DATA + 8:#x}]
+    fldz
+    fxsave [{RES:#x}]
+    fninit
+    fxrstor [{RES:#x}]
+    fstp qword [{RES + 512:#x}]
+    fstp qword [{RES + 520:#x}]
+    fstp qword [{RES + 528:#x}]
+    fnstsw [{RES + 536:#x}]
+    """
+    data = f64(1.5) + f64(-math.pi)
+    mine, ref = both(src, data, 540)
+    assert u16(mine, 0) == u16(ref, 0) == 0x037F  # FCW
+    assert u16(mine, 2) == u16(ref, 2)  # FSW: TOP = 5
+    assert mine[4] == ref[4] == 0xE0  # abridged tags: R5, R6, R7 in use
+    assert mine[32: 32 + 10] == ref[32: 32 + 10]  # ST(0) = +0 as 80 bits
+    assert mine[48: 48 + 10] == ref[48: 48 + 10]  # ST(1) = -pi
+    assert mine[64: 64 + 10] == ref[64: 64 + 10]  # ST(2) = 1.5
+    assert mine[512:538] == ref[512:538]
+    assert d64(mine, 520) == -math.pi and d64(mine, 528) == 1.5
+
+
+def test_fxsave_needs_16_byte_alignment_and_an_enabled_fpu():
+    c, reason, vec = pyemu_run(f"fxsave [{RES + 8:#x}]")
+    assert vec == GP  # #GP(0): misaligned, whatever the segment
+    c, reason, vec = pyemu_run(f"fxsave [{RES:#x}]", cr0_bits=CR0_NE | CR0_TS)
+    assert vec == NM
+    c, reason, vec = pyemu_run(f"fxrstor [{RES:#x}]", cr0_bits=CR0_NE | CR0_EM)
+    assert vec == NM

@@ -55,7 +55,7 @@ def test_cpuid_vendor_and_features():
     a, b, c, d = cpuid(m, 1)
     assert (a >> 8) & 0xF == 6  # family 6
     assert d == Y.CPUID_1_EDX
-    for bit in (0, 3, 4, 5, 6, 8, 11, 13, 15):  # FPU PSE TSC MSR PAE CX8 SEP PGE CMOV
+    for bit in (0, 3, 4, 5, 6, 8, 11, 13, 15, 24):  # FPU PSE TSC MSR PAE CX8 SEP PGE CMOV FXSR
         assert d & (1 << bit)
     assert c == 0
 
@@ -192,7 +192,9 @@ def test_cr_numbers_ud_and_privilege():
 def test_cr4_reserved_bits():
     m = Machine()
     assert faulted(m, mov_to_cr(m, 4, 1), GP, 0)  # VME is not implemented
-    assert faulted(m, mov_to_cr(m, 4, 1 << 9), GP, 0)  # OSFXSR: no SSE
+    assert faulted(m, mov_to_cr(m, 4, 1 << 10), GP, 0)  # OSXMMEXCPT: no SSE
+    mov_to_cr(m, 4, 1 << 9)  # OSFXSR: allowed with CPUID.FXSR
+    assert mov_from_cr(m, 4) == 1 << 9
     assert mov_to_cr(m, 4, 0x90) == SY.SYS_END_BLOCK  # PSE|PGE
     assert mov_from_cr(m, 4) == 0x90
 
