@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 from emu.cpu import state as S
+from emu.tsc import TscSync
 
 EXIT_TIMEOUT = 124
 HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
@@ -148,6 +149,7 @@ class MainLoop:
         fe = self.frontend
         exits = self.exits
         trace = self.trace
+        tsc = TscSync(st, clock)
         if self.timeout is not None:
             self.wall_end = self.wall_start + self.timeout
         st[S.INTR_LINE] = 1 if pic.pending() else 0
@@ -163,6 +165,7 @@ class MainLoop:
             reason = core.run(budget)
             ic = int(st[S.ICOUNT])
             clock.advance_instructions(ic - last_ic)
+            tsc.sync()
             self.retired += ic - last_ic
             last_ic = ic
             exits[reason] += 1
