@@ -133,6 +133,8 @@ def _add_boot_parser(sub) -> None:
     boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on tcp::1234 (-gdb tcp::1234)")
     boot.add_argument("-S", dest="start_paused", action="store_true", help="start stopped at reset until gdb continues")
     boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
+    boot.add_argument("--vga-rom", dest="vga_rom", metavar="PATH",
+                      help="the PCI VGA's BIOS ROM with -bios (default: vgabios-stdvga.bin beside it)")
     boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
     boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
     boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
@@ -236,6 +238,7 @@ def _boot_config(args):
             elif key == "sleep":
                 cfg.icount_sleep = val == "on"
     cfg.bios_file = args.opt_bios
+    cfg.vga_rom = args.vga_rom
     cfg.debug_exit = _debug_exit_spec(args.devices)
     return cfg
 

@@ -31,6 +31,8 @@ from emu.devices.vga import Vga
 
 MB = 1 << 20
 VGA_WINDOW = (0xA0000, 0xC0000)
+VGA_ROM_NAME = "vgabios-stdvga.bin"  # SeaVGABIOS for QEMU's std VGA, shipped beside SeaBIOS's bios.bin
+VGA_ROM_MAX = 0x10000  # C0000-CFFFF: what firmware leaves a VGA BIOS
 
 
 class MachineError(Exception):
@@ -49,6 +51,7 @@ class MachineConfig:
     icount_shift: int = 3
     icount_sleep: bool = True  # -icount sleep=off: idle time is skipped instead of slept
     bios_file: str | None = None
+    vga_rom: str | None = None  # the PCI VGA's ROM (--vga-rom); default: VGA_ROM_NAME beside -bios
     serial_backend: object = None  # a uart16550 backend for COM1
     debugcon: object = None  # callable(bytes) or None
     debug_exit: tuple[int, int] | None = None  # (iobase, iosize)
@@ -103,9 +106,11 @@ class Machine:
             if not rom or len(rom) % 0x10000 or len(rom) > 0x40000:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
         self.rom = rom
+        self.vga_rom = self._load_vga_rom()
         self.core = CpuCore(self.ram_bytes, rom)
         self.st = self.core.st
         self.bus = IoBus()
+        self._mapped: dict[int, tuple] = {}  # map_region: id(region) -> (base, replaced pmap entries)
         self._build_devices()
         self.bios = None
         if self.builtin_bios:
@@ -140,6 +145,31 @@ class Machine:
             raise MachineError(str(exc)) from None
         order = cfg.boot_order or ("a" if self.floppies[0] else ("c" if self.disks[0] or not self.cdrom else "d"))
         self.boot_order = order + "".join(d for d in "acd" if d not in order)
+
+    def _load_vga_rom(self) -> bytes | None:
+        """The PCI VGA's expansion ROM: --vga-rom, else VGA_ROM_NAME beside a -bios file (QEMU
+        takes it from its data directory). None with the built-in BIOS, which is its own INT 10h:
+        then there is no PCI VGA function either."""
+        import os
+
+        cfg = self.cfg
+        path = cfg.vga_rom
+        if path is None:
+            if cfg.bios_file is None:
+                return None
+            path = os.path.join(os.path.dirname(cfg.bios_file), VGA_ROM_NAME)
+            if not os.path.isfile(path):
+                return None
+        elif cfg.bios_file is None:
+            raise MachineError("--vga-rom needs -bios (the built-in BIOS does INT 10h itself)")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise MachineError(f"--vga-rom {path}: {exc.strerror or exc}") from None
+        if len(data) < 3 or data[:2] != b"\x55\xaa" or len(data) > VGA_ROM_MAX:
+            raise MachineError(f"--vga-rom {path}: not an option ROM (55AAh, at most 64 KiB)")
+        return data
 
     def _build_devices(self) -> None:
         cfg, bus, clock, st = self.cfg, self.bus, self.clock, self.st
@@ -187,6 +217,13 @@ class Machine:
         self._build_storage()
         self.devices = [self.pic, self.pit, self.rtc, self.i8042, *self.serial, self.vga, self.port92,
                         self.pci, *self.storage]
+        self.pci_vga = None
+        if self.vga_rom is not None:
+            from emu.devices.pcivga import PciVga
+
+            self.pci_vga = PciVga(self.vga_rom, self.map_region)
+            self.pci_vga.attach(self.pci, bus)
+            self.devices.append(self.pci_vga)  # after self.pci: its reset reads the config space
 
     def _build_storage(self) -> None:
         """The IDE controller, and the floppy controller with its DMA."""
@@ -229,6 +266,21 @@ class Machine:
         from emu.mmu.physmap import PM_MMIO, PM_RAM
 
         self.core.map_pages(VGA_WINDOW[0], VGA_WINDOW[1] - VGA_WINDOW[0], PM_MMIO if mmio else PM_RAM)
+
+    def map_region(self, region, base: int | None) -> None:
+        """A device's MMIO region (a PCI BAR) starts decoding at `base`, or stops (None): its pages
+        become MMIO, then get back whatever they were (RAM, ROM, open bus)."""
+        from emu.mmu.physmap import PAGE_SHIFT, PM_MMIO
+
+        saved = self._mapped.pop(id(region), None)
+        if saved is not None:
+            self.core.swap_page_entries(saved[0], saved[1])
+            self.core.phys.mmio.remove(region)
+        if base is not None:
+            region.base = base
+            old = self.core.swap_page_entries(base, [PM_MMIO] * (region.size >> PAGE_SHIFT))
+            self._mapped[id(region)] = (base, old)
+            self.core.phys.mmio.insert(0, region)  # in front of any region it covers
 
     def request_reset(self, *_args) -> None:
         self.reset_requested = True  # every reset source is a port write: the loop sees it next

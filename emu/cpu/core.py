@@ -94,6 +94,26 @@ class CpuCore:
                 invalidate_page(self.blocks.bc.ctypes.data, ppn)
         self.flush_tlb()
 
+    def swap_page_entries(self, base: int, entries) -> np.ndarray:
+        """Put `entries` (physical map entries, `physmap.pmap` format) on the pages from `base`
+        and return the entries they replace, so that a device that starts decoding a range (a
+        PCI BAR) can give the pages back when it stops. Drops the TLB and translated code there."""
+        from emu.mmu.physmap import PAGE_SHIFT, PHYS_PAGES
+        from emu.translate.blockcache import invalidate_page
+
+        entries = np.asarray(entries, dtype=np.int64)
+        first = base >> PAGE_SHIFT
+        if base & ((1 << PAGE_SHIFT) - 1) or first + len(entries) > PHYS_PAGES:
+            raise ValueError(f"pages at {base:#x} are not page-aligned or run past 4 GiB")
+        old = self.phys.pmap[first:first + len(entries)].copy()
+        self.phys.pmap[first:first + len(entries)] = entries
+        heads = self.blocks.page_head
+        for ppn in range(first, first + len(entries)):
+            if heads[ppn]:
+                invalidate_page(self.blocks.bc.ctypes.data, ppn)
+        self.flush_tlb()
+        return old
+
     def set_a20(self, enabled: bool) -> None:
         self.st[S.A20_MASK] = 0xFFFF_FFFF if enabled else 0xFFEF_FFFF
         self.flush_tlb()

@@ -46,6 +46,9 @@ LATENCY_TIMER = 0x0D
 HEADER_TYPE = 0x0E
 BAR0 = 0x10
 BAR_COUNT = 6
+SUBSYSTEM_VENDOR_ID = 0x2C
+SUBSYSTEM_ID = 0x2E
+EXPANSION_ROM = 0x30  # expansion ROM base address register (PCI 3.0, 6.2.5.2)
 INTERRUPT_LINE = 0x3C
 INTERRUPT_PIN = 0x3D
 
@@ -62,6 +65,13 @@ BAR_IO = 0x01
 # All address bits of an I/O BAR are writable, as in QEMU: firmware (SeaBIOS) sizes BARs with 32-bit
 # arithmetic and would see a huge size if bits 31-16 read back 0.
 IO_SPACE_MASK = 0xFFFF_FFFF
+BAR_MEM_PREFETCHABLE = 0x08  # memory BAR bit 3; bits 2-1 = 00b: anywhere in 32-bit space
+BAR_MEM_ADDRESS_MASK = 0xFFFF_FFF0
+# Expansion ROM BAR: bit 0 enables the decoder, bits 31-11 hold the address; the ROM is decoded
+# only when this bit and the command register's Memory Space bit are both set (PCI 3.0, 6.2.5.2).
+ROM_ENABLE = 0x01
+ROM_ADDRESS_MASK = 0xFFFF_F800
+ROM_MIN_SIZE = 0x800  # bits 10-1 are reserved, so a ROM decoder spans at least 2 KiB
 
 VENDOR_INTEL = 0x8086
 DEVICE_I440FX = 0x1237
@@ -111,6 +121,7 @@ class PciFunction:
         self.wmask = bytearray(CONFIG_SPACE_SIZE)
         self.w1cmask = bytearray(CONFIG_SPACE_SIZE)
         self.bar_sizes: dict[int, int] = {}
+        self.rom_size = 0  # expansion ROM decoder size (add_rom_bar); 0: no ROM BAR
         self.on_write: Callable[[int, int], None] | None = None  # (offset, size) after a write
         self.set16(VENDOR_ID, vendor)
         self.set16(DEVICE_ID, device)
@@ -143,6 +154,32 @@ class PciFunction:
         self.bar_sizes[index] = size
         self.config[offset:offset + 4] = ((default & ~(size - 1)) | BAR_IO).to_bytes(4, "little")
         self.set_wmask(offset, IO_SPACE_MASK & ~(size - 1), 4)
+
+    def add_mem_bar(self, index: int, size: int, prefetchable: bool = False) -> None:
+        """A 32-bit memory BAR of `size` bytes (a power of two, at least 16): writing all ones
+        reads back ~(size-1) with the type bits, so firmware sizes it (PCI 3.0, 6.2.5.1)."""
+        offset = BAR0 + 4 * index
+        self.bar_sizes[index] = size
+        self.config[offset:offset + 4] = (BAR_MEM_PREFETCHABLE if prefetchable else 0).to_bytes(4, "little")
+        self.set_wmask(offset, BAR_MEM_ADDRESS_MASK & ~(size - 1), 4)
+
+    def add_rom_bar(self, size: int) -> int:
+        """The expansion ROM BAR for a ROM of `size` bytes, rounded up to a power of two of at
+        least 2 KiB (returned): writing FFFFFFFEh reads back the size mask (PCI 3.0, 6.2.5.2)."""
+        size = max(ROM_MIN_SIZE, 1 << max(0, size - 1).bit_length())
+        self.rom_size = size
+        self.set_wmask(EXPANSION_ROM, (ROM_ADDRESS_MASK & ~(size - 1)) | ROM_ENABLE, 4)
+        return size
+
+    def rom_decoded(self) -> int | None:
+        """Where the expansion ROM answers: its address when the ROM BAR's enable bit and the
+        command register's Memory Space bit are set and the address is not 0 (unassigned, as
+        QEMU treats it); else None."""
+        value = self.get(EXPANSION_ROM, 4)
+        address = value & ROM_ADDRESS_MASK
+        if not value & ROM_ENABLE or not self.get(COMMAND, 2) & COMMAND_MEMORY or not address:
+            return None
+        return address
 
     def finish(self) -> None:
         """Remember the configured contents as the reset values."""

@@ -174,3 +174,156 @@ def test_no_write_changes_identity(reg, value):
     cfg_write(bus, 1, 1, reg, value)
     assert cfg_read(bus, 1, 1, 0) == 0x70108086
     assert cfg_read(bus, 1, 1, 8) >> 8 == 0x010180
+
+
+# -- the expansion ROM BAR (PCI 3.0, 6.2.5.2) and the PCI VGA -----------------------------------
+ROM_BAR = 0x30
+FAKE_ROM = b"\x55\xaa\x4e" + bytes(39936 - 3)  # the size of SeaVGABIOS: a 64 KiB decoder
+
+
+def vga_on_bus(maps=None):
+    from emu.devices.pcivga import PciVga
+
+    pci, bus = make()
+    calls = [] if maps is None else maps
+    vga = PciVga(FAKE_ROM, lambda region, base: calls.append(base))
+    vga.attach(pci, bus)
+    return vga, pci, bus, calls
+
+
+def test_rom_bar_sizes_to_a_power_of_two_and_keeps_reserved_bits_zero():
+    fn = PciFunction(0x1234, 0x1111, 3, 0)
+    assert fn.add_rom_bar(39936) == 0x10000
+    fn.write(ROM_BAR, 4, 0xFFFFFFFE)  # how SeaBIOS sizes it: enable clear
+    assert fn.read(ROM_BAR, 4) == 0xFFFF0000
+    fn.write(ROM_BAR, 4, 0xFFFFFFFF)
+    assert fn.read(ROM_BAR, 4) == 0xFFFF0001
+    small = PciFunction(0x1234, 0x1111, 3, 0)
+    assert small.add_rom_bar(100) == 0x800  # bits 31-11 are the address: 2 KiB at least
+    small.write(ROM_BAR, 4, 0xFFFFFFFF)
+    assert small.read(ROM_BAR, 4) == 0xFFFFF801
+
+
+def test_function_without_rom_bar_reads_zero_there():
+    pci, bus = make()
+    cfg_write(bus, 1, 1, ROM_BAR, 0xFFFFFFFF)
+    assert cfg_read(bus, 1, 1, ROM_BAR) == 0
+
+
+def test_rom_decoded_needs_enable_memory_space_and_an_address():
+    fn = PciFunction(0x1234, 0x1111, 3, 0)
+    fn.add_rom_bar(0x8000)
+    fn.set_wmask(0x04, 0x0003, 2)
+    fn.write(ROM_BAR, 4, 0xFEBF0000 | 1)
+    assert fn.rom_decoded() is None  # Memory Space off
+    fn.write(0x04, 2, 0x0002)
+    assert fn.rom_decoded() == 0xFEBF0000
+    fn.write(ROM_BAR, 4, 0xFEBF0000)
+    assert fn.rom_decoded() is None  # enable bit off
+    fn.write(ROM_BAR, 4, 1)
+    assert fn.rom_decoded() is None  # address 0: unassigned
+
+
+def test_pci_vga_identity_and_bars():
+    vga, pci, bus, _ = vga_on_bus()
+    assert cfg_read(bus, 2, 0, 0) == 0x11111234
+    assert cfg_read(bus, 2, 0, 8) >> 8 == 0x030000
+    assert cfg_read(bus, 2, 0, 0x2C) == 0x11001AF4
+    assert cfg_read(bus, 2, 0, 0x10) == 0x08  # 32-bit, prefetchable
+    cfg_write(bus, 2, 0, 0x10, 0xFFFFFFFF)
+    assert cfg_read(bus, 2, 0, 0x10) == 0xFF000008  # 16 MiB
+    cfg_write(bus, 2, 0, ROM_BAR, 0xFFFFFFFE)
+    assert cfg_read(bus, 2, 0, ROM_BAR) == 0xFFFF0000
+
+
+def test_pci_vga_maps_the_rom_only_while_decoded():
+    vga, pci, bus, calls = vga_on_bus()
+    cfg_write(bus, 2, 0, ROM_BAR, 0xFEBF0001)
+    assert calls == []  # Memory Space still off
+    cfg_write(bus, 2, 0, 0x04, 0x0003, size=2)
+    assert calls == [0xFEBF0000]
+    assert vga.rom_region.read(0, 2) == 0xAA55
+    cfg_write(bus, 2, 0, ROM_BAR, 0xFEBE0001)  # moved
+    assert calls == [0xFEBF0000, None, 0xFEBE0000]
+    cfg_write(bus, 2, 0, ROM_BAR, 0xFEBE0000)  # disabled
+    assert calls[-1] is None
+    cfg_write(bus, 2, 0, ROM_BAR, 0xFEBE0001)
+    pci.reset()
+    vga.reset()
+    assert calls[-2:] == [0xFEBE0000, None]
+
+
+def test_dispi_id_handshake_caps_and_memory_size():
+    from emu.devices.pcivga import DISPI_MAX_XRES
+
+    vga, pci, bus, _ = vga_on_bus()
+
+    def dispi(index, value=None):
+        bus.write(0x1CE, 2, index)
+        if value is None:
+            return bus.read(0x1CF, 2)
+        bus.write(0x1CF, 2, value)
+        return None
+
+    dispi(0, 0xB0C0)
+    assert dispi(0) == 0xB0C0
+    dispi(0, 0x1234)  # not a version: ignored
+    assert dispi(0) == 0xB0C0
+    dispi(1, 1024)
+    assert dispi(1) == 1024
+    dispi(4, 0x02)  # GETCAPS
+    assert dispi(1) == DISPI_MAX_XRES and dispi(3) == 32
+    dispi(4, 0)
+    assert dispi(1) == 1024
+    assert dispi(0xA) == 256  # 16 MiB in 64 KiB units
+    assert bus.read(0x1D0, 2) == 256  # the old data port
+
+
+def test_rom_bar_in_the_machine_physical_map(tmp_path):
+    """The ROM appears at the BAR address (MMIO pages holding 55AAh) only while decoded, and the
+    pages it covered get back what they were: open bus in the PCI hole, RAM below."""
+    from emu.machine import Machine, MachineConfig
+    from emu.mmu.physmap import PAGE_SHIFT, PM_KIND_MASK, PM_MMIO, PM_RAM, PM_UNMAPPED
+
+    bios = tmp_path / "bios.bin"
+    bios.write_bytes(b"\xf4" * 0x10000)
+    (tmp_path / "vgabios-stdvga.bin").write_bytes(FAKE_ROM)
+    m = Machine(MachineConfig(ram_mb=4, bios_file=str(bios)))
+    pmap = m.core.phys.pmap
+
+    def visible(addr):
+        if pmap[addr >> PAGE_SHIFT] != PM_MMIO:
+            return None
+        return m.core.phys.find_mmio(addr).read(addr - m.core.phys.find_mmio(addr).base, 2)
+
+    cfg_write(m.bus, 2, 0, 0x04, 0x0003, size=2)
+    cfg_write(m.bus, 2, 0, ROM_BAR, 0xFEBF0000)
+    assert visible(0xFEBF0000) is None and pmap[0xFEBF0] == PM_UNMAPPED
+    cfg_write(m.bus, 2, 0, ROM_BAR, 0xFEBF0001)
+    assert visible(0xFEBF0000) == 0xAA55
+    assert all(pmap[0xFEBF0:0xFEC00] == PM_MMIO)
+    cfg_write(m.bus, 2, 0, ROM_BAR, 0x00100001)  # over RAM, then off again
+    assert pmap[0xFEBF0] == PM_UNMAPPED and visible(0x100000) == 0xAA55
+    cfg_write(m.bus, 2, 0, 0x04, 0x0001, size=2)  # Memory Space off
+    assert pmap[0x100] & PM_KIND_MASK == PM_RAM and int(pmap[0x100]) >> PAGE_SHIFT == 0x100
+    cfg_write(m.bus, 2, 0, 0x04, 0x0003, size=2)
+    m.reset()
+    assert pmap[0x100] & PM_KIND_MASK == PM_RAM and m.core.phys.find_mmio(0x100000) is None
+
+
+def test_no_pci_vga_with_the_builtin_bios_and_vga_rom_needs_bios(tmp_path):
+    import pytest
+
+    from emu.machine import Machine, MachineConfig, MachineError
+
+    m = Machine(MachineConfig(ram_mb=4))
+    assert m.pci.function(2, 0) is None and m.pci_vga is None
+    rom = tmp_path / "rom.bin"
+    rom.write_bytes(FAKE_ROM)
+    with pytest.raises(MachineError, match="needs -bios"):
+        Machine(MachineConfig(ram_mb=4, vga_rom=str(rom)))
+    bios = tmp_path / "bios.bin"
+    bios.write_bytes(b"\xf4" * 0x10000)
+    rom.write_bytes(b"MZ" + bytes(100))
+    with pytest.raises(MachineError, match="not an option ROM"):
+        Machine(MachineConfig(ram_mb=4, bios_file=str(bios), vga_rom=str(rom)))

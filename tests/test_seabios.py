@@ -1,0 +1,91 @@
+"""SeaBIOS (Debian's seabios package) as `-bios`: it finds SeaVGABIOS through the PCI VGA's expansion
+ROM BAR, runs it, and shows its own screen, as on QEMU with `-vga std`.
+
+Marked `images`; skipped without /usr/share/seabios. Runs use `-icount` with sleep=off, so SeaBIOS's
+2.5 s boot-menu wait passes in virtual time only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cpu.guestasm import needs_nasm
+from tests.test_boot_cli import pyemu
+from tests.test_machine import boot_sector
+
+SEABIOS = Path("/usr/share/seabios/bios.bin")
+VGA_ROM = SEABIOS.parent / "vgabios-stdvga.bin"
+DEBUG_PORT = 0x402  # SeaBIOS's log port on QEMU (it checks that a read returns E9h)
+DEBUGCON_READBACK = 0xE9
+
+pytestmark = [pytest.mark.images,
+              pytest.mark.skipif(not (SEABIOS.exists() and VGA_ROM.exists()), reason="needs seabios")]
+
+
+def run_until_log(text: str, limit: float = 60.0):
+    """Boot SeaBIOS with no drives in-process until its log (port 402h) says `text` (it prints each
+    character to the screen and then to the log)."""
+    from emu.machine import Machine, MachineConfig
+    from emu.mainloop import MainLoop
+
+    m = Machine(MachineConfig(ram_mb=32, bios_file=str(SEABIOS), icount=True, icount_sleep=False))
+    log = bytearray()
+
+    def write(port: int, size: int, value: int) -> None:
+        log.append(value & 0xFF)
+        if text.encode() in log[-len(text) - 1:]:
+            m.request_exit(0)
+
+    m.bus.register(DEBUG_PORT, 1, lambda port, size: DEBUGCON_READBACK, write, owner="test")
+    try:
+        status = MainLoop(m, timeout=limit).run()
+    finally:
+        m.close()
+    return status, log.decode("latin-1"), m.vga.screendump_text()
+
+
+def test_seabios_screen_without_drives():
+    status, log, screen = run_until_log("No bootable device.  Retrying in 60 seconds.\n")
+    assert status == 0, log[-2000:]
+    assert "Running option rom at c000:0003" in log
+    assert "Start SeaVGABIOS" in log and "VBE DISPI: bdf 00:02.0, bar 0" in log
+    assert screen.startswith("SeaBIOS (version ")
+    assert "Press ESC for boot menu." in screen
+    assert "No bootable device.  Retrying in 60 seconds." in screen
+
+
+@needs_nasm
+def test_seabios_boots_a_hard_disk(tmp_path):
+    body = """
+    mov ax, 0xb800
+    mov es, ax
+    mov word [es:160*20], 0x1f4f    ; 'O' on row 20
+    mov word [es:160*20+2], 0x1f4b  ; 'K'
+    mov al, 'H'
+    call out_al
+    mov al, 0x21
+    out 0xf4, al                    ; isa-debug-exit: status 0x43
+    jmp done
+    """
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as fh:
+        fh.write(boot_sector(body))
+        fh.truncate(1 << 20)
+    shot, log = tmp_path / "screen.txt", tmp_path / "debug.log"
+    p = pyemu("-bios", str(SEABIOS), "-hda", str(disk), "-display", "none", "--screendump", str(shot),
+              "-icount", "auto,sleep=off", "-device", "isa-debug-exit", "-debugcon", f"file:{log}",
+              "--timeout", "60")
+    assert p.returncode == (0x21 << 1) | 1, p.stderr.decode()
+    assert log.read_bytes() == b"H"
+    lines = shot.read_text().splitlines()
+    assert lines[0].startswith("SeaBIOS (version ")
+    assert "Booting from Hard Disk..." in lines
+    assert lines[20].startswith("OK")
+
+
+def test_vga_rom_option_errors(tmp_path):
+    p = pyemu("--vga-rom", str(tmp_path / "missing.bin"), "-bios", str(SEABIOS), "-display", "none")
+    assert p.returncode == 1
+    assert "--vga-rom" in p.stderr.decode() and "Traceback" not in p.stderr.decode()
