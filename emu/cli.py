@@ -123,7 +123,7 @@ def _add_boot_parser(sub) -> None:
     for name, text in helps.items():
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
     boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV",
-                      help="isa-debug-exit[,iobase=0xf4,iosize=0x04]")
+                      help="isa-debug-exit[,iobase=0xf4,iosize=0x04] or isa-debugcon[,iobase=0x402]")
     boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
@@ -144,8 +144,10 @@ def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
     spec = None
     for dev in devices:
         parts = dev.split(",")
+        if parts[0] == "isa-debugcon":
+            continue  # _debugcon_ports
         if parts[0] != "isa-debug-exit":
-            raise UsageError(f"-device {parts[0]}: unsupported device (pyemu has: isa-debug-exit)")
+            raise UsageError(f"-device {parts[0]}: unsupported device (pyemu has: isa-debug-exit, isa-debugcon)")
         base, size = 0xF4, 0x04
         for p in parts[1:]:
             key, _, val = p.partition("=")
@@ -160,6 +162,31 @@ def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
                 raise UsageError(f"-device isa-debug-exit: bad number {val!r}") from None
         spec = (base, size)
     return spec
+
+
+def _debugcon_ports(devices: list[str], have_debugcon: bool) -> tuple[int, ...]:
+    """`-device isa-debugcon[,iobase=N]`: the -debugcon console also answers at port N (default
+    E9h), e.g. 0x402 for SeaBIOS's log. pyemu has no -chardev: the output goes where -debugcon says."""
+    ports = []
+    for dev in devices:
+        parts = dev.split(",")
+        if parts[0] != "isa-debugcon":
+            continue
+        if not have_debugcon:
+            raise UsageError("-device isa-debugcon needs -debugcon (its output; pyemu has no -chardev)")
+        port = 0xE9
+        for p in parts[1:]:
+            key, _, val = p.partition("=")
+            if key != "iobase":
+                raise UsageError(f"-device isa-debugcon: unknown property {key!r} (pyemu has: iobase)")
+            try:
+                port = int(val, 0)
+            except ValueError:
+                raise UsageError(f"-device isa-debugcon: bad number {val!r}") from None
+            if not 0 <= port <= 0xFFFF:
+                raise UsageError(f"-device isa-debugcon: iobase {val} is not a port")
+        ports.append(port)
+    return tuple(ports)
 
 
 def _console_sink(spec: str, what: str):
@@ -281,6 +308,7 @@ def _cmd_boot(args) -> int:
             cfg.serial_backend = open_backend(serial_spec)
         except (ValueError, OSError) as exc:
             raise UsageError(f"-serial: {exc}") from None
+    cfg.debugcon_ports = _debugcon_ports(args.devices, bool(args.opt_debugcon))
     if args.opt_debugcon:
         cfg.debugcon, fh = _console_sink(args.opt_debugcon, "-debugcon")
         if fh is not None:

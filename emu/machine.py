@@ -54,6 +54,7 @@ class MachineConfig:
     vga_rom: str | None = None  # the PCI VGA's ROM (--vga-rom); default: VGA_ROM_NAME beside -bios
     serial_backend: object = None  # a uart16550 backend for COM1
     debugcon: object = None  # callable(bytes) or None
+    debugcon_ports: tuple[int, ...] = ()  # more ports for it (-device isa-debugcon,iobase=N), besides E9h
     debug_exit: tuple[int, int] | None = None  # (iobase, iosize)
     no_reboot: bool = False
     demo: bool = False
@@ -210,7 +211,8 @@ class Machine:
         self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
         self.pci.attach(bus)
         if cfg.debugcon is not None:
-            DebugCon(cfg.debugcon).attach(bus)
+            for port in sorted({0xE9, *cfg.debugcon_ports}):
+                DebugCon(cfg.debugcon, port).attach(bus)
         if cfg.debug_exit is not None:
             base, size = cfg.debug_exit
             DebugExit(self.request_exit, base, size).attach(bus)

@@ -245,3 +245,10 @@ def test_curses_display_on_a_terminal_echoes_keys_and_restores_it():
     assert b"> typed!" in out and b"Bye." in out
     assert b"\x1b[?25h" in out  # the cursor is shown again
     assert b"pyemu: guest halted" in out
+
+
+def test_isa_debugcon_needs_debugcon_and_knows_only_iobase():
+    p = pyemu("-device", "isa-debugcon,iobase=0x402", "-display", "none")
+    assert "needs -debugcon" in one_line_error(p)
+    p = pyemu("-device", "isa-debugcon,chardev=x", "-debugcon", "stdio", "-display", "none")
+    assert "unknown property 'chardev'" in one_line_error(p)
