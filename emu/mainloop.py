@@ -196,15 +196,10 @@ class MainLoop:
                     self.halted_message = True
                     return 0
             elif reason == S.EXIT_MMIO_READ:
-                addr, size = int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1])
-                region = core.phys.find_mmio(addr)
-                st[S.MMIO_VALUE] = region.read(addr - region.base, size) if region else (1 << 8 * size) - 1
+                st[S.MMIO_VALUE] = core.phys.exit_read(st)
                 st[S.MMIO_PENDING] = 1
             elif reason == S.EXIT_MMIO_WRITE:
-                addr = int(st[S.EXIT_ARG0])
-                region = core.phys.find_mmio(addr)
-                if region is not None:
-                    region.write(addr - region.base, int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG2]))
+                core.phys.exit_write(st)
             elif reason in (S.EXIT_TRIPLE_FAULT, S.EXIT_RESET):
                 m.reset_requested = True
             elif reason == S.EXIT_UNIMPLEMENTED:

@@ -107,6 +107,36 @@ class PhysMap:
                 return region
         return None
 
+    def _parts(self, st) -> list[tuple[int, int, int]]:
+        """(physical address, size, bit shift) of each part of the MMIO access an exit reports:
+        one, or two when it runs across two device pages (EXIT_ARG3, emu/mmu/softmmu.py)."""
+        from emu.cpu import state as S
+
+        addr, size, split = int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG3])
+        if split < 0:
+            return [(addr, size, 0)]
+        first = split >> 32
+        return [(addr, first, 0), (split & 0xFFFF_FFFF, size - first, 8 * first)]
+
+    def exit_read(self, st) -> int:
+        """The value for an EXIT_MMIO_READ: each part from its device (open bus: all ones)."""
+        value = 0
+        for addr, size, shift in self._parts(st):
+            region = self.find_mmio(addr)
+            part = region.read(addr - region.base, size) if region else (1 << 8 * size) - 1
+            value |= (part & ((1 << 8 * size) - 1)) << shift
+        return value
+
+    def exit_write(self, st) -> None:
+        """Perform an EXIT_MMIO_WRITE: each part to its device (none there: the write vanishes)."""
+        from emu.cpu import state as S
+
+        value = int(st[S.EXIT_ARG2])
+        for addr, size, shift in self._parts(st):
+            region = self.find_mmio(addr)
+            if region is not None:
+                region.write(addr - region.base, size, (value >> shift) & ((1 << 8 * size) - 1))
+
     # -- host-side access, for loaders, the BIOS and tests (never on the hot path) --------
     def host_offset(self, phys: int) -> int | None:
         entry = int(self.pmap[(phys >> PAGE_SHIFT) & (PHYS_PAGES - 1)])

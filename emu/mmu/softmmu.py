@@ -168,6 +168,26 @@ def _store(p, size, value):
             store_u8(p + i, (value >> (8 * i)) & 0xFF)
 
 
+MMIO_ONE_PART = -1  # EXIT_ARG3 of an MMIO exit within one page
+
+
+@njit(cache=True)
+def _mmio_read_exit(st, phys, size, split):
+    """The value of a device read, when Python fetched it for this retry (MMIO_PENDING with the
+    same operands); else ask for it: EXIT_MMIO_READ with ARG0 = physical address, ARG1 = size,
+    ARG3 = MMIO_ONE_PART, or (length of the first part << 32) | the second part's physical address
+    for an access that runs across two device pages (emu/mmu/physmap.py `PhysMap.exit_read`)."""
+    if sget(st, S.MMIO_PENDING) and sget(st, S.EXIT_ARG0) == phys and sget(st, S.EXIT_ARG1) == size \
+            and sget(st, S.EXIT_ARG3) == split:
+        sset(st, S.MMIO_PENDING, 0)  # the device's answer, fetched by Python for this retry
+        return sget(st, S.MMIO_VALUE) & ((1 << (8 * size)) - 1)
+    sset(st, S.EXIT_REASON, S.EXIT_MMIO_READ)
+    sset(st, S.EXIT_ARG0, phys)
+    sset(st, S.EXIT_ARG1, size)
+    sset(st, S.EXIT_ARG3, split)
+    return MEM_EXIT
+
+
 @njit(cache=True)
 def _read_part(ctx_ptr, linear, size, user, acc):
     """Read `size` bytes that lie in one page."""
@@ -179,13 +199,7 @@ def _read_part(ctx_ptr, linear, size, user, acc):
     if host == _MMIO:
         st = load_i64(ctx_ptr + CTX_STATE * 8)
         phys = sget(st, S.MMIO_ADDR)
-        if sget(st, S.MMIO_PENDING) and sget(st, S.EXIT_ARG0) == phys and sget(st, S.EXIT_ARG1) == size:
-            sset(st, S.MMIO_PENDING, 0)  # the device's answer, fetched by Python for this retry
-            return sget(st, S.MMIO_VALUE) & ((1 << (8 * size)) - 1)
-        sset(st, S.EXIT_REASON, S.EXIT_MMIO_READ)
-        sset(st, S.EXIT_ARG0, phys)
-        sset(st, S.EXIT_ARG1, size)
-        return MEM_EXIT
+        return _mmio_read_exit(st, phys, size, MMIO_ONE_PART)
     return (1 << (8 * size)) - 1  # open bus
 
 
@@ -198,6 +212,13 @@ def mem_read_slow(ctx_ptr, linear, size, user, acc):
     if first >= size:
         return _read_part(ctx_ptr, linear, size, user, acc)
     # Crosses a page: both halves must translate before either is used (no partial effects).
+    second = (linear + first) & 0xFFFF_FFFF
+    st = load_i64(ctx_ptr + CTX_STATE * 8)
+    if translate(ctx_ptr, linear, acc, user) == _MMIO:
+        phys_lo = sget(st, S.MMIO_ADDR)
+        if translate(ctx_ptr, second, acc, user) == _MMIO:  # both halves in devices: one exit
+            count(ctx_ptr, K.MEM_CROSS_PAGE)
+            return _mmio_read_exit(st, phys_lo, size, (first << 32) | sget(st, S.MMIO_ADDR))
     lo = _read_part(ctx_ptr, linear, first, user, acc)
     if lo < 0:
         return lo
@@ -226,6 +247,7 @@ def _write_part(ctx_ptr, host, phys_hint, size, value):
         sset(st, S.EXIT_ARG0, phys_hint)
         sset(st, S.EXIT_ARG1, size)
         sset(st, S.EXIT_ARG2, value & ((1 << (8 * size)) - 1))
+        sset(st, S.EXIT_ARG3, MMIO_ONE_PART)
         # Python performs the write after the loop returns: the block must end after this
         # instruction, or a later write in the same block would overwrite the exit's operands.
         sset(st, S.STOP_AFTER_INSN, 1)
@@ -259,6 +281,14 @@ def mem_write_slow(ctx_ptr, linear, size, value, user):
         return MEM_FAULT
     phys_hi = sget(st, S.MMIO_ADDR)
     count(ctx_ptr, K.MEM_CROSS_PAGE)
+    if host_lo == _MMIO and host_hi == _MMIO:  # both halves in devices: one exit, split by Python
+        sset(st, S.EXIT_REASON, S.EXIT_MMIO_WRITE)
+        sset(st, S.EXIT_ARG0, phys_lo)
+        sset(st, S.EXIT_ARG1, size)
+        sset(st, S.EXIT_ARG2, value & ((1 << (8 * size)) - 1) if size < 8 else value)
+        sset(st, S.EXIT_ARG3, (first << 32) | phys_hi)
+        sset(st, S.STOP_AFTER_INSN, 1)
+        return 0
     if _write_part(ctx_ptr, host_lo, phys_lo, first, value & ((1 << (8 * first)) - 1)):
         _note_code_write(ctx_ptr, linear, first, user)
     if _write_part(ctx_ptr, host_hi, phys_hi, size - first, value >> (8 * first)):
