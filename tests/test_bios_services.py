@@ -436,17 +436,7 @@ dap: db 0x10, 0
     dq 30
 spec: times 0x13 db 0
 """)
-    iso = bytearray(64 * 2048)
-    iso[17 * 2048: 17 * 2048 + 30] = b"\x00CD001\x01EL TORITO SPECIFICATION"
-    iso[17 * 2048 + 0x47: 17 * 2048 + 0x4B] = (18).to_bytes(4, "little")
-    cat = bytearray(64)
-    cat[0] = 0x01
-    cat[30:32] = b"\x55\xaa"
-    cat[32] = 0x88  # bootable, no emulation
-    cat[38:40] = (1).to_bytes(2, "little")  # one 512-byte sector
-    cat[40:44] = (20).to_bytes(4, "little")
-    iso[18 * 2048: 18 * 2048 + 64] = cat
-    iso[20 * 2048: 20 * 2048 + len(code)] = code
+    iso = bytearray(_eltorito_iso(0, code, sectors=64))  # no emulation
     iso[30 * 2048: 30 * 2048 + 4] = b"CD30"
     iso[30 * 2048 + 2047] = 0x77
     debug = bytearray()
@@ -457,10 +447,11 @@ spec: times 0x13 db 0
     assert bytes(debug) == b"\xe0CD30\x77\xe0"
 
 
-def _eltorito_iso(media: int, image: bytes, image_lba: int = 20) -> bytes:
-    """A minimal El Torito CD: the boot record volume descriptor, a catalog whose default entry
-    boots `image` (at 2048-byte sector `image_lba`) with boot media type `media`."""
-    iso = bytearray((image_lba + len(image) // 2048 + 2) * 2048)
+def _eltorito_iso(media: int, image: bytes, image_lba: int = 20, sectors: int = 0) -> bytes:
+    """A minimal El Torito CD of at least `sectors` 2048-byte sectors: the boot record volume
+    descriptor, a catalog whose default entry boots `image` (at sector `image_lba`) with boot media
+    type `media`, loading one 512-byte sector."""
+    iso = bytearray(max(sectors, image_lba + len(image) // 2048 + 2) * 2048)
     iso[17 * 2048: 17 * 2048 + 30] = b"\x00CD001\x01EL TORITO SPECIFICATION"
     iso[17 * 2048 + 0x47: 17 * 2048 + 0x4B] = (18).to_bytes(4, "little")
     cat = bytearray(64)
