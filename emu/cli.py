@@ -167,6 +167,8 @@ def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
 def _debugcon_ports(devices: list[str], have_debugcon: bool) -> tuple[int, ...]:
     """`-device isa-debugcon[,iobase=N]`: the -debugcon console also answers at port N (default
     E9h), e.g. 0x402 for SeaBIOS's log. pyemu has no -chardev: the output goes where -debugcon says."""
+    from emu.devices.debugcon import DEFAULT_PORT as DEBUGCON_DEFAULT_PORT
+
     ports = []
     for dev in devices:
         parts = dev.split(",")
@@ -174,7 +176,7 @@ def _debugcon_ports(devices: list[str], have_debugcon: bool) -> tuple[int, ...]:
             continue
         if not have_debugcon:
             raise UsageError("-device isa-debugcon needs -debugcon (its output; pyemu has no -chardev)")
-        port = 0xE9
+        port = DEBUGCON_DEFAULT_PORT
         for p in parts[1:]:
             key, _, val = p.partition("=")
             if key != "iobase":

@@ -16,6 +16,7 @@ from emu.cpu.core import CpuCore
 from emu.devices.ata import AtaController, AtaDrive, AtapiDrive
 from emu.devices.bus import IoBus
 from emu.devices.debug_exit import DebugExit
+from emu.devices.debugcon import DEFAULT_PORT as DEBUGCON_PORT
 from emu.devices.debugcon import DebugCon
 from emu.devices.diskimage import DiskError, DiskImage, floppy_medium
 from emu.devices.dma8237 import DmaController
@@ -211,7 +212,7 @@ class Machine:
         self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
         self.pci.attach(bus)
         if cfg.debugcon is not None:
-            for port in sorted({0xE9, *cfg.debugcon_ports}):
+            for port in sorted({DEBUGCON_PORT, *cfg.debugcon_ports}):
                 DebugCon(cfg.debugcon, port).attach(bus)
         if cfg.debug_exit is not None:
             base, size = cfg.debug_exit

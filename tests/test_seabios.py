@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.images,
               pytest.mark.skipif(not (SEABIOS.exists() and VGA_ROM.exists()), reason="needs seabios")]
 
 
-def run_until_log(text: str, limit: float = 60.0):
+def run_until_log(text: str, limit: float = 300.0):
     """Boot SeaBIOS with no drives in-process until its log (port 402h) says `text` (it prints each
     character to the screen and then to the log)."""
     from emu.machine import Machine, MachineConfig
@@ -76,7 +76,7 @@ def test_seabios_boots_a_hard_disk(tmp_path):
     shot, log = tmp_path / "screen.txt", tmp_path / "debug.log"
     p = pyemu("-bios", str(SEABIOS), "-hda", str(disk), "-display", "none", "--screendump", str(shot),
               "-icount", "auto,sleep=off", "-device", "isa-debug-exit", "-debugcon", f"file:{log}",
-              "-device", "isa-debugcon,iobase=0x402", "--timeout", "60")
+              "-device", "isa-debugcon,iobase=0x402", "--timeout", "300")
     assert p.returncode == (0x21 << 1) | 1, p.stderr.decode()
     text = log.read_bytes()  # SeaBIOS's log (port 402h), then the boot sector's 'H' (port E9h)
     assert b"Start SeaVGABIOS" in text and text.endswith(b"Booting from 0000:7c00\nH")
