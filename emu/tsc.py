@@ -1,23 +1,37 @@
 """The time-stamp counter kept in step with guest time.
 
-The compiled loop computes RDTSC as `ICOUNT * TSC_PER_INSN + TSC_OFFSET` (emu/cpu/system.py): one
-nominal nanosecond per tick, 8 per instruction, a 1 GHz TSC if the guest ran at 125 MIPS. It does
-not: the real rate depends on what the guest does (a loop polling the PIT exits to Python on every
-read and runs at a fraction of that). A guest that calibrates its TSC against the PIT and then checks
-one against the other (Linux's clocksource watchdog: "Marking clocksource 'tsc' as unstable because
-the skew is too large") would see the two drift apart by the ratio.
+Inside the compiled loop RDTSC is `(ICOUNT * TSC_RATE >> 8) + TSC_OFFSET` (emu/cpu/system.py):
+ticks per retired instruction. No fixed rate is right: how many instructions a guest nanosecond
+holds depends on what the guest does (a loop polling the PIT exits to Python on every read and runs
+at a fraction of a decompressor's speed). A guest that calibrates its TSC against the PIT and then
+checks one against the other (Linux's clocksource watchdog: "Marking clocksource 'tsc' as unstable
+because the skew is too large") must see them agree, or it falls back to a tick-based clock.
 
-So at every exit the main loop calls `TscSync.sync`: when the TSC has fallen behind guest time
-(the virtual clock: the host clock, or instructions under -icount, which keeps it deterministic)
-since the anchor, TSC_OFFSET moves it forward to meet it. It never moves back: within one run slice
-the TSC counts instructions, so it stays monotonic and within one slice (at most a few ms) of guest
-time. A guest write to the TSC (WRMSR 10h) or a machine reset moves the anchor.
+So at every exit the main loop calls `TscSync.sync`, which keeps the TSC at one tick per nanosecond
+of guest time (the virtual clock: the host clock, or instructions under -icount, which keeps it
+deterministic):
+
+- when the TSC has fallen behind guest time since the anchor, TSC_OFFSET moves it forward to meet
+  it; it never moves back, so the TSC is monotonic;
+- every RATE_WINDOW_NS of guest time, TSC_RATE is set a little below the rate just measured
+  (RATE_UNDERSHOOT), and halved while the TSC is ahead, so that within a run slice it rises
+  smoothly and lags guest time slightly, to be caught up at the next exit.
+
+A guest write to the TSC (WRMSR 10h) or a machine reset moves the anchor.
 """
 
 from __future__ import annotations
 
 from emu.cpu import state as S
-from emu.cpu.system import TSC_PER_INSN
+
+RATE_WINDOW_NS = 10_000_000  # how much guest time one rate measurement spans
+RATE_UNDERSHOOT = (3, 4)  # run slices at 3/4 of the measured rate: lag a little, never run ahead
+RATE_MIN = 1 << (S.TSC_RATE_SHIFT - 4)  # 1/16 tick per instruction
+RATE_MAX = 4096 << S.TSC_RATE_SHIFT  # 4096 ticks (4 us at 1 GHz) per instruction
+
+
+def tsc_value(icount: int, offset: int, rate: int) -> int:
+    return ((icount * rate) >> S.TSC_RATE_SHIFT) + offset
 
 
 class TscSync:
@@ -30,18 +44,32 @@ class TscSync:
         st = self.st
         self.icount = int(st[S.ICOUNT])
         self.offset = int(st[S.TSC_OFFSET])
-        self.anchor_ns = self.clock.now()
-        self.anchor_tsc = self.icount * TSC_PER_INSN + self.offset
+        self.rate = int(st[S.TSC_RATE])
+        self.anchor_ns = self.window_ns = self.clock.now()
+        self.window_icount = self.icount
+        self.anchor_tsc = tsc_value(self.icount, self.offset, self.rate)
 
     def sync(self) -> None:
         st = self.st
-        icount, offset = int(st[S.ICOUNT]), int(st[S.TSC_OFFSET])
-        if offset != self.offset or icount < self.icount:  # the guest wrote the TSC, or a reset
-            self._anchor()
+        icount, offset, rate = int(st[S.ICOUNT]), int(st[S.TSC_OFFSET]), int(st[S.TSC_RATE])
+        if offset != self.offset or rate != self.rate or icount < self.icount:
+            self._anchor()  # the guest wrote the TSC, or the machine was reset
             return
         self.icount = icount
-        tsc = icount * TSC_PER_INSN + offset
-        behind = (self.clock.now() - self.anchor_ns) - (tsc - self.anchor_tsc)
-        if behind > 0:
-            self.offset = offset + behind
-            st[S.TSC_OFFSET] = self.offset
+        now = self.clock.now()
+        tsc = tsc_value(icount, offset, rate)
+        target = self.anchor_tsc + (now - self.anchor_ns)
+        if target > tsc:
+            tsc = target
+        span, insns = now - self.window_ns, icount - self.window_icount
+        if span >= RATE_WINDOW_NS and insns > 0:
+            measured = (span << S.TSC_RATE_SHIFT) // insns
+            rate = measured * RATE_UNDERSHOOT[0] // RATE_UNDERSHOOT[1]
+            if tsc > target:
+                rate //= 2
+            rate = max(RATE_MIN, min(RATE_MAX, rate))
+            self.window_ns, self.window_icount = now, icount
+        offset = tsc - ((icount * rate) >> S.TSC_RATE_SHIFT)
+        if offset != self.offset or rate != self.rate:
+            st[S.TSC_OFFSET], st[S.TSC_RATE] = offset, rate
+            self.offset, self.rate = offset, rate

@@ -1,12 +1,11 @@
-"""The TSC follows guest time: RDTSC's instruction-count formula plus TscSync's catch-up."""
+"""The TSC follows guest time: RDTSC's per-instruction rate plus TscSync's catch-up."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from emu.cpu import state as S
-from emu.cpu.system import TSC_PER_INSN
-from emu.tsc import TscSync
+from emu.tsc import RATE_WINDOW_NS, TscSync, tsc_value
 
 
 class FakeClock:
@@ -17,44 +16,62 @@ class FakeClock:
         return self.ns
 
 
+def fresh():
+    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
+    S.reset_state(st)
+    clock = FakeClock()
+    return st, clock, TscSync(st, clock)
+
+
 def tsc(st) -> int:
-    return int(st[S.ICOUNT]) * TSC_PER_INSN + int(st[S.TSC_OFFSET])
+    return tsc_value(int(st[S.ICOUNT]), int(st[S.TSC_OFFSET]), int(st[S.TSC_RATE]))
+
+
+def run(st, clock, sync, insns, ns, steps):
+    """`steps` run slices of `insns` instructions taking `ns` of guest time each; TSC per slice."""
+    seen = []
+    for _ in range(steps):
+        st[S.ICOUNT] += insns
+        clock.ns += ns
+        sync.sync()
+        seen.append(tsc(st))
+    return seen
 
 
 def test_a_slow_guest_tsc_catches_up_with_guest_time_and_never_goes_back():
-    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
-    clock = FakeClock()
-    sync = TscSync(st, clock)
-    seen = [tsc(st)]
-    for _ in range(100):  # 10 us of guest time per 100 instructions: 10 MIPS, slower than 125
-        st[S.ICOUNT] += 100
-        clock.ns += 10_000
-        sync.sync()
-        seen.append(tsc(st))
+    st, clock, sync = fresh()
+    seen = [tsc(st)] + run(st, clock, sync, 100, 10_000, 100)  # 10 MIPS: slower than 8 ns/insn
     assert seen == sorted(seen)
-    assert tsc(st) == clock.ns  # 1 GHz: one tick per guest nanosecond
+    assert tsc(st) == clock.ns  # one tick per guest nanosecond
 
 
-def test_a_fast_guest_tsc_keeps_counting_instructions():
-    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
-    clock = FakeClock()
-    sync = TscSync(st, clock)
-    st[S.ICOUNT] += 1000
-    clock.ns += 1000  # 1000 MIPS: the TSC (8000 ticks) is ahead of guest time; it is not pulled back
-    sync.sync()
-    assert tsc(st) == 8000
-    clock.ns += 20_000  # time passes with no instructions (HLT): the TSC meets it again
-    sync.sync()
-    assert tsc(st) == 21_000
+def test_a_fast_guest_tsc_is_not_pulled_back_but_its_rate_comes_down():
+    st, clock, sync = fresh()
+    seen = run(st, clock, sync, 1_000_000, 1_000_000, 20)  # 1000 MIPS: 8 ticks/insn runs ahead
+    assert seen == sorted(seen)
+    assert int(st[S.TSC_RATE]) < 8 << S.TSC_RATE_SHIFT  # slowed down once a window was measured
+    lead_early = seen[0] - 1_000_000
+    seen = run(st, clock, sync, 1_000_000, 1_000_000, 200)
+    assert seen == sorted(seen)
+    assert abs(tsc(st) - clock.ns) < lead_early  # guest time caught up with the early lead
+
+
+def test_within_a_slice_the_tsc_counts_at_about_the_measured_rate():
+    """A calibration loop that reads the TSC between exits sees it rise smoothly, just below
+    one tick per nanosecond (it is caught up at each exit)."""
+    st, clock, sync = fresh()
+    run(st, clock, sync, 20_000, 1_000_000, 3 * RATE_WINDOW_NS // 1_000_000)  # 50 ns per insn
+    before = tsc(st)
+    st[S.ICOUNT] += 1000  # 1000 instructions, no exit yet
+    rise = tsc(st) - before
+    assert 30_000 <= rise <= 50_000  # 3/4 of 50 ticks per instruction
 
 
 def test_a_guest_tsc_write_moves_the_anchor():
-    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
-    clock = FakeClock()
-    sync = TscSync(st, clock)
+    st, clock, sync = fresh()
     clock.ns = 5_000_000
     st[S.ICOUNT] = 100
-    st[S.TSC_OFFSET] = 7 - 100 * TSC_PER_INSN  # WRMSR 10h, 7
+    st[S.TSC_OFFSET] = 7 - tsc_value(100, 0, int(st[S.TSC_RATE]))  # WRMSR 10h, 7
     sync.sync()
     assert tsc(st) == 7  # kept as written
     st[S.ICOUNT] += 10

@@ -120,6 +120,9 @@ FPU_FCS = 143
 FPU_FOP = 144
 FPU_FDP = 145  # its memory operand: offset and segment selector
 FPU_FDS = 146
+TSC_RATE = 148  # TSC ticks per retired instruction, in 1/256ths (emu/tsc.py keeps it near the real rate)
+TSC_RATE_SHIFT = 8
+TSC_RATE_RESET = 8 << TSC_RATE_SHIFT  # 8 ns per instruction at the clock's default: a 1 GHz TSC
 MXCSR = 147  # kept for FXSAVE/FXRSTOR only: no SSE instructions (CPUID.1:EDX.SSE = 0)
 MXCSR_RESET = 0x1F80
 FPU_FCW_POWERUP = 0x0040  # SDM Vol 3, Table 9-1: FCW 0040h, FSW 0, FTW 5555h (all registers +0)
@@ -200,4 +203,5 @@ def reset_state(st: np.ndarray) -> None:
     st[MSR_PAT] = 0x0007_0406_0007_0406  # the PAT's power-on value (SDM Vol 3, 11.12.4)
     st[FPU_FCW] = FPU_FCW_POWERUP
     st[MXCSR] = MXCSR_RESET
+    st[TSC_RATE] = TSC_RATE_RESET
     st[FPU_FTW] = FPU_FTW_POWERUP

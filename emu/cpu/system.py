@@ -119,9 +119,16 @@ def _le_dwords(raw: bytes) -> np.ndarray:
 VENDOR_DWORDS = _le_dwords(CPUID_VENDOR)  # EBX, EDX, ECX order of the string
 BRAND_DWORDS = _le_dwords(CPUID_BRAND.ljust(48, b"\0"))
 
-# RDTSC: the TSC counts TSC_PER_INSN per retired instruction. At the clock's default of 8 ns per
-# instruction (emu/clock.py) that is a 1 GHz TSC.
-TSC_PER_INSN = 8
+# RDTSC: TSC = (ICOUNT * TSC_RATE >> TSC_RATE_SHIFT) + TSC_OFFSET: ticks per retired instruction,
+# a 1 GHz TSC if the guest ran at the rate the main loop measured (emu/tsc.py adjusts both slots at
+# every exit so that the TSC follows guest time); 8 ticks per instruction at reset.
+TSC_PER_INSN = S.TSC_RATE_RESET >> S.TSC_RATE_SHIFT
+
+
+@njit(cache=True, inline="always")
+def tsc_ticks(sp):
+    """ICOUNT in TSC ticks at the current rate."""
+    return (sget(sp, S.ICOUNT) * sget(sp, S.TSC_RATE)) >> S.TSC_RATE_SHIFT
 
 # ------------------------------------------------------------------------------ MSRs (SDM Vol 4)
 MSR_TSC = 0x10
@@ -614,7 +621,7 @@ def cpuid_values(leaf):
 
 @njit(cache=True, inline="always")
 def read_tsc(sp):
-    return sget(sp, S.ICOUNT) * TSC_PER_INSN + sget(sp, S.TSC_OFFSET)
+    return tsc_ticks(sp) + sget(sp, S.TSC_OFFSET)
 
 
 @njit(cache=True)
@@ -700,7 +707,7 @@ def rdmsr_value(sp, msr):
 def wrmsr_value(sp, msr, v):
     """Write MSR `msr`; 0, or MSR_BAD (#GP(0)) for an unknown or read-only MSR or reserved bits."""
     if msr == MSR_TSC:
-        sset(sp, S.TSC_OFFSET, v - sget(sp, S.ICOUNT) * TSC_PER_INSN)
+        sset(sp, S.TSC_OFFSET, v - tsc_ticks(sp))
         return 0
     if msr == MSR_BIOS_SIGN_ID:
         return 0  # writing 0 before a CPUID makes the microcode revision readable: nothing to do
