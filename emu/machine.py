@@ -192,7 +192,8 @@ class Machine:
                          else ("1.44M" if img is not None else "none"))
         while names and names[-1] == "none":
             names.pop()
-        self.rtc.fill_standard_cmos(self.ram_bytes, tuple(names), sum(1 for d in self.disks if d))
+        self.rtc.fill_standard_cmos(self.ram_bytes, tuple(names), sum(1 for d in self.disks if d),
+                                    boot_order=self.boot_order)
         self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12), on_reset=self.request_reset,
                            on_a20=self.core.set_a20)
         self.i8042.attach(bus)

@@ -86,6 +86,26 @@ def test_seabios_boots_a_hard_disk(tmp_path):
     assert lines[20].startswith("OK")
 
 
+@needs_nasm
+def test_seabios_follows_the_boot_order(tmp_path):
+    """-boot c with a floppy and a disk: SeaBIOS reads the order from CMOS 3Dh/38h, as on QEMU, and
+    boots the disk first (its boot sector ends the run) without trying the floppy."""
+    disk, floppy = tmp_path / "disk.img", tmp_path / "floppy.img"
+    with open(disk, "wb") as fh:
+        fh.write(boot_sector("mov al, 0x21\n    out 0xf4, al\n    jmp done"))
+        fh.truncate(1 << 20)
+    with open(floppy, "wb") as fh:
+        fh.write(boot_sector("mov al, 0x22\n    out 0xf4, al\n    jmp done"))
+        fh.truncate(1440 * 1024)
+    shot = tmp_path / "screen.txt"
+    p = pyemu("-bios", str(SEABIOS), "-fda", str(floppy), "-hda", str(disk), "-boot", "c", "-display", "none",
+              "--screendump", str(shot), "-icount", "auto,sleep=off", "-device", "isa-debug-exit",
+              "--timeout", "300")
+    assert p.returncode == (0x21 << 1) | 1, p.stderr.decode()
+    screen = shot.read_text()
+    assert "Booting from Hard Disk..." in screen and "Booting from Floppy" not in screen
+
+
 def test_vga_rom_option_errors(tmp_path):
     p = pyemu("--vga-rom", str(tmp_path / "missing.bin"), "-bios", str(SEABIOS), "-display", "none")
     assert p.returncode == 1

@@ -95,6 +95,13 @@ CMOS_CHECKSUM_FIRST = 0x10
 CMOS_CHECKSUM_LAST = 0x2D
 CMOS_EXT_MEM2_LO = 0x30
 CMOS_MEM_ABOVE_16M_LO = 0x34
+# The boot order as QEMU's pc machine stores it for SeaBIOS: 3Dh = first | second << 4,
+# 38h = third << 4 | bit 0 (1: do not check the floppy's boot signature). Devices: 1 floppy,
+# 2 hard disk, 3 CD-ROM.
+CMOS_BOOT_ORDER_12 = 0x3D
+CMOS_BOOT_ORDER_3 = 0x38
+BOOT_DEVICE_CODES = {"a": 1, "c": 2, "d": 3}
+BOOT_NO_FLOPPY_SIG_CHECK = 0x01
 BASE_MEMORY_KB = 640
 KB = 1024
 MB = 1024 * KB
@@ -446,7 +453,7 @@ class Rtc146818:
         self.cmos[CMOS_CHECKSUM_HI + 1] = value & 0xFF
 
     def fill_standard_cmos(self, ram_bytes: int, floppies: tuple[str, ...] = (),
-                           hard_disks: int = 0, fpu: bool = True) -> None:
+                           hard_disks: int = 0, fpu: bool = True, boot_order: str = "") -> None:
         """Write the PC/AT layout BIOSes and Linux read, then the checksum over 10h-2Dh.
 
         `floppies` names the drive types ("1.44M", ...) for A: and B:; `hard_disks` is how many
@@ -466,6 +473,9 @@ class Rtc146818:
             equipment |= EQUIP_FLOPPY_PRESENT | ((n_floppies - 1) << EQUIP_FLOPPY_COUNT_SHIFT)
         cmos[CMOS_EQUIPMENT] = equipment
         cmos[CMOS_BASE_MEM_LO:CMOS_BASE_MEM_LO + 2] = BASE_MEMORY_KB.to_bytes(2, "little")
+        codes = [BOOT_DEVICE_CODES[d] for d in boot_order if d in BOOT_DEVICE_CODES][:3] + [0, 0, 0]
+        cmos[CMOS_BOOT_ORDER_12] = codes[0] | (codes[1] << 4)
+        cmos[CMOS_BOOT_ORDER_3] = (codes[2] << 4) | BOOT_NO_FLOPPY_SIG_CHECK
         ext_kb = min(max(ram_bytes - EXT_MEM_START, 0) // KB, 0xFFFF)
         cmos[CMOS_EXT_MEM_LO:CMOS_EXT_MEM_LO + 2] = ext_kb.to_bytes(2, "little")
         cmos[CMOS_EXT_MEM2_LO:CMOS_EXT_MEM2_LO + 2] = ext_kb.to_bytes(2, "little")

@@ -242,6 +242,15 @@ def test_standard_cmos_layout():
     assert r(0x32) == 0x20
 
 
+def test_boot_order_bytes_as_qemu_stores_them_for_seabios():
+    """-boot order=dca: 3Dh = CD-ROM (3) | floppy (1) << 4; 38h = hard disk (2) << 4, no floppy
+    signature check."""
+    rig = Rig()
+    rig.rtc.fill_standard_cmos(32 << 20, boot_order="dac")
+    assert rig.read(0x3D) == 0x13
+    assert rig.read(0x38) == 0x21
+
+
 def test_small_memory_extended_kb():
     rig = Rig()
     rig.rtc.fill_standard_cmos(32 << 20, floppies=("1.44M", "720K"))
