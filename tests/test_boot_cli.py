@@ -171,15 +171,19 @@ def test_demo_end_to_end(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/usr/share/seabios/bios.bin").exists(), reason="SeaBIOS is not installed")
-def test_bios_option_with_seabios_runs_cleanly(tmp_path):
-    """-bios loads a foreign ROM. SeaBIOS built for QEMU also wants fw_cfg (not modelled yet), so
-    this only checks that pyemu runs it and ends cleanly."""
+def test_bios_option_with_seabios_says_a_blank_disk_is_not_bootable(tmp_path):
+    """-bios loads a foreign ROM: SeaBIOS tries the blank disk and says so on its own screen."""
     disk = tmp_path / "blank.img"
     with open(disk, "wb") as fh:
         fh.truncate(1 << 20)
-    p = pyemu(str(disk), "-bios", "/usr/share/seabios/bios.bin", "-display", "none", "--timeout", "10")
+    shot = tmp_path / "screen.txt"
+    p = pyemu(str(disk), "-bios", "/usr/share/seabios/bios.bin", "-display", "none", "--screendump", str(shot),
+              "--timeout", "15")  # host time: its 60 s retry never comes
     assert "Traceback" not in p.stderr.decode()
-    assert p.returncode in (0, 124)
+    assert p.returncode == 124
+    screen = shot.read_text()
+    assert screen.startswith("SeaBIOS (version ")
+    assert "Booting from Hard Disk...\nBoot failed: not a bootable disk" in screen
 
 
 def test_bad_bios_file(tmp_path):
