@@ -239,8 +239,8 @@ class MainLoop:
                 d[f"exits_{name}"] = self.exits[i]
         lookups = d.get("lookups", 0)
         if lookups:
-            hits = d.get("lookup_fast_hits", 0) + d.get("lookup_slow_hits", 0)
-            d["lookup_hit_rate"] = round(hits / lookups, 4)
+            # every block entry is a lookup; chained ones are hits that skipped the table
+            d["lookup_hit_rate"] = round(1 - d.get("lookup_misses", 0) / lookups, 4)
         tlb = d.get("tlb_hits", 0) + d.get("tlb_misses", 0)
         if tlb:
             d["tlb_hit_rate"] = round(d.get("tlb_hits", 0) / tlb, 4)

@@ -139,6 +139,11 @@ def test_debugcon_file_isa_debug_exit_and_stats_json(tmp_path):
     assert log.read_bytes() == b"D"
     data = json.loads(stats.read_text())
     assert data["guest_instructions"] > 0 and data["exits_io_out"] > 0
+    # the hit rate counts chained entries as hits: only misses (blocks translated) are not
+    assert data["lookup_hit_rate"] == round(1 - data["lookup_misses"] / data["lookups"], 4)
+    assert data["lookup_misses"] == data["tb_translated"]
+    assert data["chained"] + data["lookup_fast_hits"] + data["lookup_slow_hits"] + data["lookup_misses"] \
+        == data["lookups"]
 
 
 @needs_nasm
