@@ -38,7 +38,7 @@ from numba.extending import intrinsic
 from emu.cpu import flags as F
 from emu.cpu import fpuops as P
 from emu.cpu import state as S
-from emu.cpu.access import raise_fault, rset, seg_la, sget, sset, vprobe_write, vread, vwrite
+from emu.cpu.access import GP_VECTOR, raise_fault, rset, seg_la, sget, sset, vprobe_write, vread, vwrite
 from emu.cpu.eflags import set_status
 
 MF_VECTOR = 16  # x87 floating-point error (SDM Vol 3, 6.15)
@@ -74,6 +74,7 @@ RC_NEAREST, RC_DOWN, RC_UP, RC_CHOP = range(4)
 
 # ---- tag word (Vol 1, 8.1.7) ----
 TAG_VALID, TAG_ZERO, TAG_SPECIAL, TAG_EMPTY = range(4)
+EXT_SIZE = 10  # bytes of an 80-bit extended value in memory
 FTW_ALL_EMPTY = 0xFFFF
 
 # ---- float64 / float32 / extended encodings (Vol 1, 4.2.2, 4.8.3.7 real indefinite) ----
@@ -711,6 +712,44 @@ def _probe(tp, mp, cp, la, size, user):
 
 
 @njit(cache=True)
+def _readable(tp, mp, cp, la, size, user):
+    """Check that `size` bytes at `la` can be read (first and last byte: at most two pages)."""
+    r = vread(tp, mp, cp, la, 1, user)
+    if r < 0:
+        return r
+    r = vread(tp, mp, cp, (la + size - 1) & 0xFFFF_FFFF, 1, user)
+    return r if r < 0 else 0
+
+
+@njit(cache=True)
+def _write_ext(tp, mp, cp, user, a, bits):
+    """Store float64 `bits` as the 80-bit extended value at linear `a` (already probed)."""
+    mant, se = f64_to_ext(bits)
+    vwrite(tp, mp, cp, a & 0xFFFF_FFFF, 4, mant & 0xFFFF_FFFF, user)
+    vwrite(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, (mant >> 32) & 0xFFFF_FFFF, user)
+    vwrite(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, se, user)
+
+
+@njit(cache=True)
+def _read_ext(tp, mp, cp, user, a):
+    """(float64 bits, failure code or 0) of the 80-bit extended value at linear `a`."""
+    lo = vread(tp, mp, cp, a & 0xFFFF_FFFF, 4, user)
+    hi = vread(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, user)
+    se = vread(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, user)
+    if lo < 0 or hi < 0 or se < 0:
+        return 0, min(lo, min(hi, se))
+    return ext_to_f64(lo | (hi << 32), se), 0
+
+
+@njit(cache=True)
+def _retag(sp, empty):
+    """Tags after a state load: physical register ph is empty when bit ph of `empty` is set,
+    otherwise tagged from its contents (only "empty" is taken from an image)."""
+    for ph in range(8):
+        _set_tag(sp, ph, TAG_EMPTY if (empty >> ph) & 1 else tag_of(_bits(sp, ph)))
+
+
+@njit(cache=True)
 def _write_operand(sp, tp, mp, cp, user, size, seg, ea, lo, hi, top):
     la = seg_la(sp, seg, ea, size, True)
     if la < 0:
@@ -1237,18 +1276,12 @@ def _env(sp, tp, mp, cp, user, op, opsize, seg, ea):
         if regs:
             top = _top(sp)
             for i in range(8):
-                mant, se = f64_to_ext(_bits(sp, top + i))
-                a = la + envsize + 10 * i
-                vwrite(tp, mp, cp, a & 0xFFFF_FFFF, 4, mant & 0xFFFF_FFFF, user)
-                vwrite(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, (mant >> 32) & 0xFFFF_FFFF, user)
-                vwrite(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, se, user)
+                _write_ext(tp, mp, cp, user, la + envsize + EXT_SIZE * i, _bits(sp, top + i))
             fpu_init(sp)
         else:
             sset(sp, S.FPU_FCW, sget(sp, S.FPU_FCW) | FSW_EXC)  # FNSTENV then masks all exceptions
         return 0
-    r = vread(tp, mp, cp, la, 1, user)
-    if r >= 0:
-        r = vread(tp, mp, cp, (la + size - 1) & 0xFFFF_FFFF, 1, user)
+    r = _readable(tp, mp, cp, la, size, user)
     if r < 0:
         return r
     for k in range(7):
@@ -1260,19 +1293,15 @@ def _env(sp, tp, mp, cp, user, op, opsize, seg, ea):
     if regs:
         top = _top(sp)
         for i in range(8):
-            a = la + envsize + 10 * i
-            lo = vread(tp, mp, cp, a & 0xFFFF_FFFF, 4, user)
-            hi = vread(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, user)
-            se = vread(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, user)
-            if lo < 0 or hi < 0 or se < 0:
-                return min(lo, min(hi, se))
-            sset(sp, S.FPU_R0 + ((top + i) & 7), ext_to_f64(lo | (hi << 32), se))
-    # Only "empty" is taken from the image; other tags follow the register contents.
+            bits, r = _read_ext(tp, mp, cp, user, la + envsize + EXT_SIZE * i)
+            if r < 0:
+                return r
+            sset(sp, S.FPU_R0 + ((top + i) & 7), bits)
+    empty = 0
     for ph in range(8):
         if ((ftw >> (2 * ph)) & 3) == TAG_EMPTY:
-            _set_tag(sp, ph, TAG_EMPTY)
-        else:
-            _set_tag(sp, ph, tag_of(_bits(sp, ph)))
+            empty |= 1 << ph
+    _retag(sp, empty)
     _update_es(sp)
     return 0
 
@@ -1357,7 +1386,6 @@ MXCSR_DEFAULT = 0x1F80  # all SIMD exceptions masked, round to nearest (Vol 1, 1
 MXCSR_MASK = 0xFFBF  # the bits FXRSTOR accepts (Vol 1, 11.6.6): DAZ is not supported
 CR0_EM_TS = 0xC
 CR4_OSFXSR = 1 << 9
-GP_VECTOR = 13
 NM_VECTOR = 7
 
 
@@ -1374,7 +1402,6 @@ def fxsave_fxrstor(sp, tp, mp, cp, user, restore, seg, ea):
         return la
     if la & (FXSAVE_ALIGN - 1):
         return raise_fault(sp, GP_VECTOR, 0)
-    last = (la + FX_ST0 + 8 * FX_ST_STRIDE - 1) & 0xFFFF_FFFF
     top = _top(sp)
     if not restore:
         r = _probe(tp, mp, cp, la, FX_ST0 + 8 * FX_ST_STRIDE, user)
@@ -1392,16 +1419,12 @@ def fxsave_fxrstor(sp, tp, mp, cp, user, restore, seg, ea):
         for k in range(8):
             vwrite(tp, mp, cp, (la + 4 * k) & 0xFFFF_FFFF, 4, words[k], user)
         for i in range(8):
-            mant, se = f64_to_ext(_bits(sp, top + i))
             a = la + FX_ST0 + FX_ST_STRIDE * i
-            vwrite(tp, mp, cp, a & 0xFFFF_FFFF, 4, mant & 0xFFFF_FFFF, user)
-            vwrite(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, (mant >> 32) & 0xFFFF_FFFF, user)
-            vwrite(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 4, se, user)
-            vwrite(tp, mp, cp, (a + 12) & 0xFFFF_FFFF, 4, 0, user)
+            _write_ext(tp, mp, cp, user, a, _bits(sp, top + i))
+            vwrite(tp, mp, cp, (a + EXT_SIZE) & 0xFFFF_FFFF, 2, 0, user)  # the 6 reserved bytes
+            vwrite(tp, mp, cp, (a + EXT_SIZE + 2) & 0xFFFF_FFFF, 4, 0, user)
         return 0
-    r = vread(tp, mp, cp, la, 1, user)
-    if r >= 0:
-        r = vread(tp, mp, cp, last, 1, user)
+    r = _readable(tp, mp, cp, la, FX_ST0 + 8 * FX_ST_STRIDE, user)
     if r < 0:
         return r
     w = np.zeros(8, dtype=np.int64)
@@ -1414,13 +1437,10 @@ def fxsave_fxrstor(sp, tp, mp, cp, user, restore, seg, ea):
         return raise_fault(sp, GP_VECTOR, 0)
     regs = np.zeros(8, dtype=np.int64)
     for i in range(8):
-        a = la + FX_ST0 + FX_ST_STRIDE * i
-        lo = vread(tp, mp, cp, a & 0xFFFF_FFFF, 4, user)
-        hi = vread(tp, mp, cp, (a + 4) & 0xFFFF_FFFF, 4, user)
-        se = vread(tp, mp, cp, (a + 8) & 0xFFFF_FFFF, 2, user)
-        if lo < 0 or hi < 0 or se < 0:
-            return min(lo, min(hi, se))
-        regs[i] = ext_to_f64(lo | (hi << 32), se)
+        bits, r = _read_ext(tp, mp, cp, user, la + FX_ST0 + FX_ST_STRIDE * i)
+        if r < 0:
+            return r
+        regs[i] = bits
     sset(sp, S.FPU_FCW, w[0] & 0xFFFF)
     sset(sp, S.FPU_FSW, (w[0] >> 16) & 0xFFFF)
     sset(sp, S.FPU_FOP, (w[1] >> 16) & 0x7FF)
@@ -1433,10 +1453,6 @@ def fxsave_fxrstor(sp, tp, mp, cp, user, restore, seg, ea):
     top = _top(sp)
     for i in range(8):
         sset(sp, S.FPU_R0 + ((top + i) & 7), regs[i])
-    for ph in range(8):
-        if (w[1] >> ph) & 1:
-            _set_tag(sp, ph, tag_of(_bits(sp, ph)))
-        else:
-            _set_tag(sp, ph, TAG_EMPTY)
+    _retag(sp, ~w[1] & 0xFF)  # the abridged tag byte: bit set = in use
     _update_es(sp)
     return 0
