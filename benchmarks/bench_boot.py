@@ -33,12 +33,21 @@ INIT = "exec /bin/busybox sh\n"
 RUN_TIMEOUT_S = 900
 
 
-def boot_once(kernel: str, initrd: Path, icount: bool, stats_path: Path) -> tuple[float, dict]:
+def boot_once(kernel: str, initrd: Path, icount: bool, stats_path: Path,
+              extra_args: list[str] | None = None) -> tuple[float, dict]:
     args = [sys.executable, "-m", "emu", "boot", "-kernel", kernel, "-initrd", str(initrd),
             "-append", "console=ttyS0 quiet", "-nographic", "-no-reboot", "--stats-json", str(stats_path)]
     if icount:
         args.append("-icount")
+    args += extra_args or []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t_prompt = time_to_prompt(args, env)
+    return t_prompt, json.loads(stats_path.read_text())
+
+
+def time_to_prompt(args: list[str], env: dict | None = None) -> float:
+    """Seconds from starting `args` to the busybox prompt on its stdout; then types `reboot -f` and
+    waits for the process to end (it must run with -no-reboot)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             cwd=ROOT, env=env)
@@ -59,7 +68,7 @@ def boot_once(kernel: str, initrd: Path, icount: bool, stats_path: Path) -> tupl
     proc.stdin.write(b"/bin/busybox reboot -f\n")
     proc.stdin.flush()
     proc.wait(RUN_TIMEOUT_S)
-    return t_prompt, json.loads(stats_path.read_text())
+    return t_prompt
 
 
 def main() -> int:

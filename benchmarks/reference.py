@@ -120,7 +120,7 @@ def fpu(q: bool) -> int:
         bodies.append([x, y, z, vx, vy, vz, unit() + 0.5])
     dt = 0.001
     pairs = [(bodies[i], bodies[j]) for i in range(5) for j in range(i + 1, 5)]
-    for _ in range(scale(100000, 10000, q)):
+    for _ in range(scale(50000, 5000, q)):
         for bi, bj in pairs:
             dx, dy, dz = bi[0] - bj[0], bi[1] - bj[1], bi[2] - bj[2]
             d2 = dx * dx + dy * dy + dz * dz + 0.01
@@ -141,7 +141,7 @@ def fpu(q: bool) -> int:
 
 def smc(q: bool) -> int:
     lcg, h = Lcg(3), 0
-    for _ in range(scale(500000, 50000, q)):
+    for _ in range(scale(250000, 25000, q)):
         imm = lcg()
         for _ in range(64):
             h = (h + imm) & M

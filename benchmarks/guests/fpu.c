@@ -4,7 +4,7 @@
 #include "rt.h"
 
 #define NB 5
-#define STEPS SCALE(100000, 10000)
+#define STEPS SCALE(50000, 5000)
 
 typedef struct {
     double x, y, z, vx, vy, vz, m;

@@ -2,7 +2,7 @@
  * ROUNDS calls; each call adds eax to edx and rotates edx left by 3, 64 times. */
 #include "rt.h"
 
-#define ROUNDS SCALE(500000, 50000)
+#define ROUNDS SCALE(250000, 25000)
 
 static u8 code[32] __attribute__((aligned(16))) = {
     0xb8, 0, 0, 0, 0,       /* mov eax, imm32 (rewritten) */
