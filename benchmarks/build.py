@@ -24,7 +24,7 @@ from pathlib import Path
 GUESTS = Path(__file__).resolve().parent / "guests"
 CHECKED_IN = GUESTS / "img"
 FLOPPY_BYTES = 1474560
-WORKLOADS = ("crc32", "sort", "matmul", "memops", "interp", "tree", "fpu", "smc")
+WORKLOADS = ("null", "crc32", "sort", "matmul", "memops", "interp", "tree", "fpu", "smc")
 CFLAGS = ("-m32", "-march=i686", "-mno-sse", "-mno-mmx", "-ffreestanding", "-nostdlib", "-fno-pic", "-fno-pie",
           "-O2", "-fno-stack-protector", "-fno-asynchronous-unwind-tables", "-fno-tree-loop-distribute-patterns",
           "-fno-math-errno", "-fcf-protection=none", "-Wall")

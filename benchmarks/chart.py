@@ -47,11 +47,12 @@ def bar_chart(title: str, groups: list[str], series: dict[str, list[float | None
     lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     nser = max(1, len(series))
     bar_w, gap = 18, 24
-    left, right, top, bottom = 80, 20, 60, 110
+    left, right, top = 80, 20, 60
+    bottom = 24 + 8 * max((len(g) for g in groups), default=0)
     plot_w = len(groups) * (nser * bar_w + gap) + gap
     legend_w = sum(16 + 8 * len(label) + 20 for label in series)
     width = max(left + plot_w + right, left + 8 * len(title) + right, left + legend_w)
-    height = 480
+    height = top + 320 + bottom
     plot_h = height - top - bottom
     img = np.empty((height, width, 3), dtype=np.uint8)
     img[:] = WHITE

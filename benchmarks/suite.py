@@ -168,7 +168,8 @@ def run_pyemu(img: Path, expected: str | None, extra: list[str], tmp: Path, time
         run.error = f"pyemu: {last[0][:100]}"
     if stats_path.exists():
         run.stats = json.loads(stats_path.read_text())
-    return check_output(run, out, expected, f"pyemu status {rc}")
+    last = (err.strip().splitlines() or [""])[-1][:100]
+    return check_output(run, out, expected, f"pyemu status {rc}{': ' + last if last else ''}")
 
 
 def run_qemu(img: Path, expected: str | None, tmp: Path, timeout: float) -> Run:
@@ -278,7 +279,9 @@ def _fmt(v, spec: str = "", none: str = "-") -> str:
 def _insns(n: int | None) -> str:
     if n is None:
         return "-"
-    return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}G"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
 def ratios(w: Workload) -> tuple[float | None, float | None]:
