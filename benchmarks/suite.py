@@ -11,7 +11,8 @@ Every run must print the workload's expected `CRC xxxxxxxx` line (benchmarks/gue
 from the Python references in benchmarks/reference.py); a wrong or missing checksum fails the cell.
 Wall times are whole processes (start to exit), the same measure for the three emulators; pyemu's
 own statistics (--stats-json) add guest instructions, MIPS, block-cache hits, the compiled share,
-compiles and exits by reason.
+compiles and exits by reason. The `null` workload does no work: its times are each emulator's fixed
+cost (process start, BIOS, floppy load), and the `net` ratios are of the times less that cost.
 """
 
 from __future__ import annotations
@@ -284,11 +285,23 @@ def _insns(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
-def ratios(w: Workload) -> tuple[float | None, float | None]:
-    p = w.cells["pyemu"].median() if "pyemu" in w.cells else None
-    q = w.cells["qemu"].median() if "qemu" in w.cells else None
-    b = w.cells["bochs"].median() if "bochs" in w.cells else None
+def ratios(w: Workload, base: Workload | None = None) -> tuple[float | None, float | None]:
+    """(pyemu / QEMU, Bochs / pyemu) of the median wall times; with `base` (the null workload), of the
+    times less each emulator's fixed cost."""
+
+    def t(emu: str) -> float | None:
+        m = w.cells[emu].median() if emu in w.cells else None
+        if m is None or base is None:
+            return m
+        m0 = base.cells[emu].median() if emu in base.cells else None
+        return m - m0 if m0 is not None and m - m0 > 0.01 else None
+
+    p, q, b = t("pyemu"), t("qemu"), t("bochs")
     return (p / q if p and q else None), (b / p if p and b else None)
+
+
+def null_workload(workloads: list[Workload]) -> Workload | None:
+    return next((w for w in workloads if w.name == "null" and not w.skipped), None)
 
 
 def cell_text(w: Workload, emu: str) -> str:
@@ -306,7 +319,8 @@ def cell_text(w: Workload, emu: str) -> str:
 
 def table(workloads: list[Workload]) -> str:
     head = ["workload", "insns", "pyemu s", "guest s", "MIPS", "hit %", "compiled %", "compiles", "compile ms",
-            "exits", "qemu s", "bochs s", "pyemu/qemu", "bochs/pyemu"]
+            "exits", "qemu s", "bochs s", "pyemu/qemu", "bochs/pyemu", "net p/q", "net b/p"]
+    base = null_workload(workloads)
     rows = []
     for w in workloads:
         if w.skipped:
@@ -317,6 +331,7 @@ def table(workloads: list[Workload]) -> str:
         f = pyemu_figures(last)
         mips = [r.stats.get("mips") for r in pc.runs if r.ok and r.stats and r.stats.get("mips")]
         pq, bp = ratios(w)
+        npq, nbp = ratios(w, base) if base is not None and w is not base else (None, None)
         rows.append([
             w.name, _insns(f.get("insns")), cell_text(w, "pyemu"), _fmt(f.get("guest_seconds"), ".2f"),
             _fmt(statistics.median(mips) if mips else None, ".1f"),
@@ -324,7 +339,8 @@ def table(workloads: list[Workload]) -> str:
             _fmt(None if f.get("compiled_share") is None else 100 * f["compiled_share"], ".1f"),
             _fmt(f.get("compiled_blocks")), _fmt(f.get("compile_ms"), ".1f"), _fmt(f.get("exits")),
             cell_text(w, "qemu"), cell_text(w, "bochs"), _fmt(pq, ".1f", "-") + ("x" if pq else ""),
-            _fmt(bp, ".2f", "-") + ("x" if bp else ""),
+            _fmt(bp, ".2f", "-") + ("x" if bp else ""), _fmt(npq, ".1f", "-") + ("x" if npq else ""),
+            _fmt(nbp, ".2f", "-") + ("x" if nbp else ""),
         ])
     full_rows = [r for r in rows if len(r) == len(head)]
     widths = [max(len(head[i]), *(len(r[i]) for r in full_rows)) for i in range(len(head))]
@@ -377,8 +393,10 @@ def to_json(workloads: list[Workload], meta: dict) -> dict:
                 "stats": r.stats}
 
     out = []
+    base = null_workload(workloads)
     for w in workloads:
         pq, bp = ratios(w) if not w.skipped else (None, None)
+        npq, nbp = ratios(w, base) if not w.skipped and base is not None and w is not base else (None, None)
         last = None
         if "pyemu" in w.cells:
             last = next((r.stats for r in reversed(w.cells["pyemu"].runs) if r.stats), None)
@@ -389,6 +407,7 @@ def to_json(workloads: list[Workload], meta: dict) -> dict:
             "emulators": {e: {"median_wall_s": c.median(), "status": c.status(), "skipped": c.skipped,
                               "runs": [run_d(r) for r in c.runs]} for e, c in w.cells.items()},
             "pyemu_over_qemu": pq, "bochs_over_pyemu": bp,
+            "net_pyemu_over_qemu": npq, "net_bochs_over_pyemu": nbp,
         })
     return {"meta": meta, "workloads": out}
 
