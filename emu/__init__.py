@@ -10,7 +10,10 @@ __version__ = "0.1.0"
 
 _KEEP_CACHES = 3
 _COMPILED_PACKAGES = ("cpu", "mmu", "translate")  # where the numba code (and its constants) live
-_PYTHON_ONLY = {"translate/disasm.py", "cpu/core.py"}  # nothing compiled depends on these
+# Nothing compiled into the engine depends on these (tier1_rt's cfuncs are keyed by numba on their
+# own file, and depend only on hashed modules).
+_PYTHON_ONLY = {"translate/disasm.py", "translate/tier1.py", "translate/tier1_rt.py",
+                "cpu/core.py"}  # nothing compiled depends on these
 
 
 def _select_numba_cache() -> None:

@@ -124,10 +124,13 @@ def _add_boot_parser(sub) -> None:
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
     boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV",
                       help="isa-debug-exit[,iobase=0xf4,iosize=0x04] or isa-debugcon[,iobase=0x402]")
-    boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int")
+    boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int,unimp")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
     boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
+    boot.add_argument("-accel", dest="accel", metavar="tcg[,tier=0|1][,threshold=N]",
+                      help="tcg (the only accelerator); tier=0 runs the interpreter only, threshold=N compiles a "
+                           "block after N runs")
     boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N",
                       help="deterministic time: [shift=]N|auto[,sleep=on|off]")
     boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on tcp::1234 (-gdb tcp::1234)")
@@ -266,10 +269,32 @@ def _boot_config(args):
                 cfg.icount_shift = int(val)
             elif key == "sleep":
                 cfg.icount_sleep = val == "on"
+    if args.accel:
+        cfg.tier1_threshold = _accel_threshold(args.accel)
     cfg.bios_file = args.opt_bios
     cfg.vga_rom = args.vga_rom
     cfg.debug_exit = _debug_exit_spec(args.devices)
     return cfg
+
+
+def _accel_threshold(spec: str) -> int | None:
+    """`-accel tcg[,tier=0|1][,threshold=N]`: the tier-1 compile threshold (0 = tier 1 off)."""
+    parts = spec.split(",")
+    if parts[0] not in ("tcg", "accel=tcg"):
+        raise UsageError(f"-accel {spec}: pyemu's only accelerator is tcg")
+    threshold = None
+    tier = 1
+    for part in parts[1:]:
+        key, _, val = part.partition("=")
+        if key == "tier" and val in ("0", "1"):
+            tier = int(val)
+        elif key == "threshold" and val.isdigit() and int(val) > 0:
+            threshold = int(val)
+        elif key == "thread" and val in ("single", "multi"):
+            pass  # QEMU's MTTCG switch: one CPU here either way
+        else:
+            raise UsageError(f"-accel {spec}: expected tcg[,tier=0|1][,threshold=N]")
+    return 0 if tier == 0 else threshold
 
 
 def _cmd_boot(args) -> int:

@@ -51,6 +51,7 @@ class MachineConfig:
     icount: bool = False
     icount_shift: int = 3
     icount_sleep: bool = True  # -icount sleep=off: idle time is skipped instead of slept
+    tier1_threshold: int | None = None  # -accel tcg,tier=0 (0: interpreter only) / threshold=N; None: default
     bios_file: str | None = None
     vga_rom: str | None = None  # the PCI VGA's ROM (--vga-rom); default: VGA_ROM_NAME beside -bios
     serial_backend: object = None  # a uart16550 backend for COM1
@@ -109,7 +110,7 @@ class Machine:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
         self.rom = rom
         self.vga_rom = self._load_vga_rom()
-        self.core = CpuCore(self.ram_bytes, rom)
+        self.core = CpuCore(self.ram_bytes, rom, tier1_threshold=cfg.tier1_threshold)
         self.st = self.core.st
         self.bus = IoBus()
         self._mapped: dict[int, tuple] = {}  # map_region: id(region) -> (base, replaced pmap entries)

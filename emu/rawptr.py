@@ -68,14 +68,14 @@ store_i64 = _make_store(64)
 
 
 @intrinsic
-def call_block_fn(typingctx, fnaddr, arg0, arg1):
-    """Call native code at `fnaddr` as `int64 f(int64, int64)` (a compiled tier-1 block)."""
-    sig = types.int64(types.int64, types.int64, types.int64)
+def call_block_fn(typingctx, fnaddr, arg0, arg1, arg2):
+    """Call native code at `fnaddr` as `int64 f(int64, int64, int64)` (a compiled tier-1 block)."""
+    sig = types.int64(types.int64, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(64)])
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64)] * 3)
         fn = builder.inttoptr(args[0], fnty.as_pointer())
-        return builder.call(fn, [args[1], args[2]])
+        return builder.call(fn, [args[1], args[2], args[3]])
 
     return sig, codegen
 

@@ -41,6 +41,10 @@ _NAMES = (
     "compiled_blocks",  # tier-1 blocks compiled to native code
     "compiled_insns",   # instructions run inside tier-1 code
     "compile_ns",       # time spent compiling tier-1 blocks
+    "tier1_entries",    # calls into compiled blocks
+    "tier1_bails",      # compiled blocks that handed the rest of the block to the interpreter
+    "unimplemented",    # instructions pyemu lacks, run as #UD
+    "tier1_chained",    # compiled blocks entered straight from a compiled predecessor
 )
 NAMES = _NAMES
 N_STATS = len(_NAMES)
@@ -78,6 +82,10 @@ EXIT_OTHER = 28
 COMPILED_BLOCKS = 29
 COMPILED_INSNS = 30
 COMPILE_NS = 31
+TIER1_ENTRIES = 32
+TIER1_BAILS = 33
+UNIMPLEMENTED = 34
+TIER1_CHAINED = 35
 
 
 def new_stats() -> np.ndarray:

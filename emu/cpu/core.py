@@ -22,22 +22,36 @@ from emu.mmu.physmap import PhysMap
 from emu.mmu.tlb import new_tlb, tlb_flush_all
 from emu.translate import decoder as D
 from emu.translate import translator as T
-from emu.translate.blockcache import BlockCache, flush_all
+from emu.translate.blockcache import BC_T1_QLEN, BC_T1_THRESHOLD, BlockCache, flush_all
+from emu.translate.tier1 import Tier1
 
 RUN_FOREVER = 1 << 62
+TIER1_THRESHOLD = 2000  # executions of a block before it is compiled (tier 1); 0 turns tier 1 off
+
+
+def default_tier1_threshold() -> int:
+    """The tier-1 threshold: TIER1_THRESHOLD, or $PYEMU_TIER1_THRESHOLD (tests force 1)."""
+    import os
+
+    try:
+        return max(0, int(os.environ.get("PYEMU_TIER1_THRESHOLD", TIER1_THRESHOLD)))
+    except ValueError:
+        return TIER1_THRESHOLD
 
 
 class CpuCore:
     """A CPU, its physical memory map and the compiled engine's arrays."""
 
     def __init__(self, ram_bytes: int = 16 << 20, bios_rom: bytes | None = None,
-                 max_rows: int = 1 << 18):
+                 max_rows: int = 1 << 18, tier1_threshold: int | None = None):
         self.phys = PhysMap(ram_bytes, bios_rom)
         self.mem = self.phys.mem
         self.st = S.new_state()
         self.tlb = new_tlb()
         self.stats = K.new_stats()
         self.blocks = BlockCache(max_rows=max_rows)
+        self.blocks.bc[BC_T1_THRESHOLD] = default_tier1_threshold() if tier1_threshold is None else tier1_threshold
+        self.tier1 = Tier1(self.blocks, self.stats)
         self.dec_out = np.zeros(D.OUT_SIZE, dtype=np.int64)
         self.ctx = np.zeros(M.CTX_SIZE, dtype=np.int64)
         self.ctx[M.CTX_STATE] = self.st.ctypes.data
@@ -62,8 +76,18 @@ class CpuCore:
         st = self.st
         st[S.BUDGET] = max_insns
         b = self.blocks
-        return int(run(st, self.mem, self.tlb, self.ctx, self.stats, b.rows, b.tbs, b.table, b.bc,
-                       self.dec_out, T.FORM_H, T.FORM_AUX, T.ENDS_BLOCK))
+        while True:
+            reason = int(run(st, self.mem, self.tlb, self.ctx, self.stats, b.rows, b.tbs, b.table, b.bc,
+                             self.dec_out, T.FORM_H, T.FORM_AUX, T.ENDS_BLOCK))
+            if b.bc[BC_T1_QLEN]:
+                self.tier1.drain()  # compile what turned hot, at this exit
+            if reason != S.EXIT_COMPILE:
+                return reason
+            st[S.EXIT_REASON] = S.EXIT_NONE
+
+    def set_tier1_threshold(self, executions: int) -> None:
+        """Executions after which a block is compiled; 0 turns tier 1 off (`-accel tcg,tier=0`)."""
+        self.blocks.bc[BC_T1_THRESHOLD] = max(0, int(executions))
 
     def step(self) -> int:
         """Execute exactly one instruction (an exception it raises is delivered)."""

@@ -46,7 +46,7 @@ from emu.cpu.segments import load_seg, update_hflags
 from emu.cpu.strings import string_op
 from emu.cpu.sysops import SYS_END_BLOCK
 from emu.cpu.system import system_insn
-from emu.cpu.tracelog import CTX_LOG, EV_EXEC, EV_TB, log_event
+from emu.cpu.tracelog import CTX_LOG, EV_EXEC, EV_TB, EV_UNIMP, UNIMP_FETCH, log_event
 from emu.mmu.softmmu import CTX_PMAP, MEM_EXIT
 from emu.mmu.softmmu import translate as mmu_translate
 from emu.mmu.tlb import (
@@ -58,12 +58,19 @@ from emu.mmu.tlb import (
     TLB_STRIDE,
     tlb_flush_phys_writes,
 )
-from emu.rawptr import load_i64, store_i64
+from emu.rawptr import call_block_fn, load_i64, store_i64
 from emu.translate.blockcache import (
     BC_PAGEHEAD_PTR,
+    BC_T1_QLEN,
+    BC_T1_QUEUE,
+    BC_T1_THRESHOLD,
+    T1_QMAX,
     TABLE_WAYS,
     TB_BYTES,
     TB_EXECS,
+    TB_FN,
+    TB_FN_NONE,
+    TB_FN_QUEUED,
     TB_HFLAGS,
     TB_NEXT0,
     TB_NROWS,
@@ -97,6 +104,7 @@ from emu.translate.rowfmt import (
     X_REP_MASK,
     X_SIZE2_SHIFT,
 )
+from emu.translate.tier1_abi import T1_CHAIN, T1_ENDED, T1_ROWS_MASK, T1_TB_MASK, T1_TB_SHIFT, T1_WAY_SHIFT
 from emu.translate.translator import (
     NEXT_UNKNOWN,
     TR_FETCH_FAULT,
@@ -200,9 +208,21 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                         return S.EXIT_TRIPLE_FAULT
                     prev_tb = -1
                     continue
-                st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED  # executing from MMIO or open bus
-                st[S.EXIT_ARG0] = 0x3000
-                return S.EXIT_UNIMPLEMENTED
+                # Executing from open bus (all-ones: FF FF is an invalid encoding) or from a
+                # device's memory: #UD in the guest, never an end of the emulator.
+                if st[S.LOG_MASK] & S.LOG_UNIMP:
+                    if log_event(ctx[CTX_LOG], sp, EV_UNIMP, UNIMP_FETCH, la, eip,
+                                 st[S.SEGSEL + S.CS * S.SEG_STRIDE]):
+                        st[S.EXIT_REASON] = S.EXIT_LOG
+                stats[K.EXCEPTIONS] += 1
+                st[S.BUDGET] -= EXCEPTION_COST
+                st[S.ICOUNT] += EXCEPTION_COST
+                st[S.FAULT_VECTOR] = -1
+                r = deliver(sp, tp, mp, cp, UD_VECTOR, -1, eip, False)
+                if r == DELIVER_TRIPLE:
+                    return S.EXIT_TRIPLE_FAULT
+                prev_tb = -1
+                continue
             phys = ((load_i64(p + TE_PHYS * 8) & TEF_PPN_MASK) << 12) | (la & 0xFFF)
         tb = -1
         stats[K.LOOKUPS] += 1
@@ -288,7 +308,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             if st[S.LOG_MASK] & S.LOG_EXEC:
                 if log_event(ctx[CTX_LOG], sp, EV_EXEC, tb, phys, eip, st[S.SEGBASE + S.CS * S.SEG_STRIDE]):
                     st[S.EXIT_REASON] = S.EXIT_LOG
-        tbs[tb * TB_WIDTH + TB_EXECS] += 1
+        execs = tbs[tb * TB_WIDTH + TB_EXECS] + 1
+        tbs[tb * TB_WIDTH + TB_EXECS] = execs
         row0 = tbs[tb * TB_WIDTH + TB_ROW]
         nrows = tbs[tb * TB_WIDTH + TB_NROWS]
         beip = eip
@@ -303,7 +324,37 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         if tf and limit > 1:
             limit = 1  # EFLAGS.TF: one instruction, then the single-step trap
         h = H.H_NOP
-        for i in range(nrows):
+        # ---- tier 1: a compiled prefix of the block (emu/translate/tier1.py)
+        fn = tbs[tb * TB_WIDTH + TB_FN]
+        if fn > 0:
+            if nrows <= limit and tf == 0 and (st[S.LOG_MASK] & (S.LOG_EXEC | S.LOG_CPU)) == 0:
+                r1 = call_block_fn(fn, sp, cp, 0)
+                last = (r1 >> T1_TB_SHIFT) & T1_TB_MASK
+                if last != tb:  # it chained into compiled successors: go on with the last one
+                    tb = last
+                    row0 = tbs[tb * TB_WIDTH + TB_ROW]
+                    nrows = tbs[tb * TB_WIDTH + TB_NROWS]
+                    limit = st[S.BUDGET]  # what is left after the blocks compiled code counted
+                done = r1 & T1_ROWS_MASK
+                stats[K.TIER1_ENTRIES] += 1
+                stats[K.COMPILED_INSNS] += done
+                if r1 & T1_ENDED:
+                    ended = True
+                    h = H.H_JCC  # for the single-step check below: not an INT
+                    if r1 & T1_CHAIN:
+                        prev_tb = tb
+                        prev_way = (r1 >> T1_WAY_SHIFT) & 1
+                else:
+                    beip = st[S.EIP]  # the last block's start: its remaining rows are interpreted
+                    if done < nrows:
+                        stats[K.TIER1_BAILS] += 1
+        elif fn == TB_FN_NONE and execs >= bc[BC_T1_THRESHOLD] and bc[BC_T1_THRESHOLD] > 0:
+            q = bc[BC_T1_QLEN]
+            if q < T1_QMAX:
+                bc[BC_T1_QUEUE + q] = tb
+                bc[BC_T1_QLEN] = q + 1
+                tbs[tb * TB_WIDTH + TB_FN] = TB_FN_QUEUED
+        for i in range(nrows if ended else done, nrows):
             rb = (row0 + i) * ROW_WIDTH
             if i >= limit:
                 st[S.EIP] = (beip + rows[rb + R_OFF]) & ipmask
@@ -674,6 +725,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             stats[K.EXIT_IO] += 1
         if st[S.HFLAGS] != hfl:
             prev_tb = -1
+        if bc[BC_T1_QLEN] >= T1_QMAX and st[S.EXIT_REASON] == S.EXIT_NONE:
+            st[S.EXIT_REASON] = S.EXIT_COMPILE  # Python compiles the batch, then calls run again
 
 
 @njit(cache=True)
@@ -1050,11 +1103,15 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
         fail = raise_fault(sp, UD_VECTOR, -1)
     elif h == H.H_FAULT_GP:
         fail = raise_fault(sp, GP_VECTOR, 0)
-    else:  # H_UNIMPL and anything not built yet
-        st[S.EXIT_REASON] = S.EXIT_UNIMPLEMENTED
-        st[S.EXIT_ARG0] = imm2
-        stats[K.EXIT_RARE] += 1
-        res = RESTART
+    else:  # H_UNIMPL: an encoding the decoder knows whose instruction pyemu lacks (CPUID does not
+        # report it either): #UD, as on a CPU without the feature; `-d unimp` logs it.
+        if st[S.LOG_MASK] & S.LOG_UNIMP:
+            if log_event(load_i64(cp + CTX_LOG * 8), sp, EV_UNIMP, imm2, (st[S.SEGBASE + S.CS * S.SEG_STRIDE]
+                                                                            + ieip) & 0xFFFF_FFFF, ieip,
+                         st[S.SEGSEL + S.CS * S.SEG_STRIDE]):
+                st[S.EXIT_REASON] = S.EXIT_LOG
+        stats[K.UNIMPLEMENTED] += 1
+        fail = raise_fault(sp, UD_VECTOR, -1)
     return res, fail
 
 

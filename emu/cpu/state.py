@@ -135,6 +135,7 @@ LOG_IN_ASM = 1  # each block translated: its address (Python disassembles it)
 LOG_EXEC = 2  # each block run
 LOG_CPU = 4  # the registers before each block (leaves the loop at every block: slow)
 LOG_INT = 8  # each interrupt and exception delivered
+LOG_UNIMP = 16  # each instruction pyemu lacks (it raises #UD)
 
 # HFLAGS bits: what a translation block's decoding depends on (issue 3: CS.D, SS.B, PE, VM, CPL).
 HF_CPL_MASK = 0x3
@@ -157,8 +158,9 @@ EXIT_BIOS_TRAP = 9  # ARG0 = service number of the BIOS stub that trapped
 EXIT_UNIMPLEMENTED = 10  # ARG0 = opcode (map*256 + byte); EIP at the instruction
 EXIT_RESET = 11
 EXIT_LOG = 12  # the log ring is full, or LOG_CPU wants the registers: Python drains it and resumes
+EXIT_COMPILE = 13  # the tier-1 compile queue is full: CpuCore compiles it and resumes
 EXIT_REASON_NAMES = ("none", "budget", "irq", "io_in", "io_out", "hlt", "mmio_read", "mmio_write",
-                     "triple_fault", "bios_trap", "unimplemented", "reset", "log")
+                     "triple_fault", "bios_trap", "unimplemented", "reset", "log", "compile")
 
 
 def new_state() -> np.ndarray:

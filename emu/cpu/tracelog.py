@@ -24,9 +24,12 @@ EVENT_WIDTH = 5
 EV_TB = 1  # a: block number, b: physical address, c: EIP, d: HFLAGS
 EV_EXEC = 2  # a: block number, b: physical address, c: EIP, d: CS base
 EV_INT = 3  # a: vector | soft << 8, b: error code (-1 none), c: EIP returned to, d: CS selector
+EV_UNIMP = 4  # a: opcode (map * 256 + byte) or UNIMP_FETCH, b: linear address, c: EIP, d: CS selector
+UNIMP_FETCH = -1  # EV_UNIMP: code fetched from open bus or device memory
 
-LOG_ITEMS = {"in_asm": S.LOG_IN_ASM, "exec": S.LOG_EXEC, "cpu": S.LOG_CPU, "int": S.LOG_INT}
-IGNORED_ITEMS = ("unimp", "guest_errors")  # accepted for QEMU compatibility; reported elsewhere
+LOG_ITEMS = {"in_asm": S.LOG_IN_ASM, "exec": S.LOG_EXEC, "cpu": S.LOG_CPU, "int": S.LOG_INT,
+             "unimp": S.LOG_UNIMP}
+IGNORED_ITEMS = ("guest_errors",)  # accepted for QEMU compatibility
 
 
 def new_ring() -> np.ndarray:
@@ -85,6 +88,9 @@ class TraceLog:
                 err = f"{b:04x}" if b >= 0 else "----"
                 write(f"     v={vec:02x} e={err} i={soft} cpl={int(st[S.CPL])} IP={d:04x}:{c:08x} "
                       f"SP={int(st[S.seg_slot(S.SS, S.SEG_SEL)]):04x}:{int(st[S.ESP]):08x} CR2={int(st[S.CR2]):08x}\n")
+            elif kind == EV_UNIMP:
+                what = "no memory to fetch from" if a == UNIMP_FETCH else f"opcode {a:#x} not implemented"
+                write(f"unimplemented: {d:04x}:{c:08x} (linear {b:08x}): {what}: raising #UD\n")
         st[S.LOG_POS] = 0
         if st[S.EXIT_REASON] == S.EXIT_LOG and st[S.LOG_MASK] & S.LOG_CPU and st[S.LOG_ACK]:
             write(self.cpu_state())

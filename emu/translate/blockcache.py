@@ -13,6 +13,7 @@ fixed-width integers in a preallocated pool (`rows`, see emu/translate/rowfmt.py
     TB_PAGE0/1   physical page numbers holding its code (-1 for the second when it doesn't cross)
     TB_LINK0/1   the next link in each page's list (a link is tb*2 + which-page; -1 ends the list)
     TB_EXECS     how often it ran (for tier-1 selection)
+    TB_FN        tier 1: the address of its compiled function (> 0), or TB_FN_NONE/NEVER/QUEUED
 
 Lookup is a 2-way set-associative table (`table`, TABLE_SETS x 2 block indices) hashed from the
 physical PC and HFLAGS: execution.md measured that a direct-mapped table's collisions cost 1.7x on
@@ -50,7 +51,11 @@ TB_LINK1 = 10
 TB_EXECS = 11
 TB_EIP = 12  # EIP at first translation (for logs only: blocks are position-independent)
 TB_CSBASE = 13
+TB_FN = 14  # tier 1: the compiled function's address, or one of the TB_FN_* states below
 TB_WIDTH = 16
+TB_FN_NONE = 0  # not compiled (yet)
+TB_FN_NEVER = -1  # nothing in it that tier 1 compiles
+TB_FN_QUEUED = -2  # waiting in the compile queue
 
 MAX_TBS = 1 << 16
 TABLE_BITS = 15
@@ -68,7 +73,11 @@ BC_TBS_PTR = 6
 BC_TABLE_PTR = 7
 BC_PAGEHEAD_PTR = 8
 BC_PAGEMASK_PTR = 9
-BC_SIZE = 16
+BC_T1_QLEN = 10  # tier 1: blocks waiting in the compile queue
+BC_T1_THRESHOLD = 11  # executions after which a block is queued for tier 1 (0: tier 1 off)
+BC_T1_QUEUE = 16  # the queue: block numbers
+T1_QMAX = 32  # a full queue makes the loop leave (EXIT_COMPILE) so Python compiles the batch
+BC_SIZE = BC_T1_QUEUE + T1_QMAX
 
 PAGE_SIZE = 4096
 PAGE_OFFSET_MASK = PAGE_SIZE - 1
@@ -128,6 +137,7 @@ def flush_all(bc_ptr, max_tbs):
         store_i64(table + i * 8, -1)
     store_i64(bc_ptr + BC_NTBS * 8, 0)
     store_i64(bc_ptr + BC_NROWS * 8, 0)
+    store_i64(bc_ptr + BC_T1_QLEN * 8, 0)  # queued records are gone too
     store_i64(bc_ptr + BC_GENERATION * 8, load_i64(bc_ptr + BC_GENERATION * 8) + 1)
     store_i64(bc_ptr + BC_FLUSHES * 8, load_i64(bc_ptr + BC_FLUSHES * 8) + 1)
 

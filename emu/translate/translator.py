@@ -30,6 +30,8 @@ from emu.translate.blockcache import (
     TB_CSBASE,
     TB_EIP,
     TB_EXECS,
+    TB_FN,
+    TB_FN_NONE,
     TB_HFLAGS,
     TB_NEXT0,
     TB_NEXT1,
@@ -357,6 +359,7 @@ def translate_block(mem, out, rows, tbs, bc, bc_ptr, host, phys, page_end_host, 
     tbs[base + TB_PAGE0] = phys >> 12
     tbs[base + TB_PAGE1] = next_ppn if crossed else -1
     tbs[base + TB_EXECS] = 0
+    tbs[base + TB_FN] = TB_FN_NONE
     tbs[base + TB_EIP] = eip
     tbs[base + TB_CSBASE] = cs_base
     link_page(bc_ptr, tb, 0, phys >> 12)

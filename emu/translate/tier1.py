@@ -1,0 +1,903 @@
+"""Tier 1: hot translation blocks compiled to native code through llvmlite.
+
+execution.md §3-4: a numba compile of one block costs ~400 ms, llvmlite IR at O2 ~7-10 ms, and a
+call through a table of function addresses ~2 ns. So a block that has run TB_EXECS >= threshold
+times is queued by the compiled loop (`bc[BC_T1_QUEUE..]`); at the next exit (or when the queue is
+full: EXIT_COMPILE) Python turns the queued blocks' rows into one LLVM module, compiles it at O2
+and stores each function's address in its record (`TB_FN`). The loop then calls the function
+instead of interpreting the rows (`rawptr.call_block_fn`).
+
+The IR is generated from the block's rows, the same rows the interpreter runs, and for everything
+it does not inline it calls the interpreter's own semantic functions (emu/translate/tier1_rt.py).
+
+Inside a function guest registers are SSA values (loaded once, stored once at the exit when
+written) and the lazy flags are four SSA values whose CC_OP is usually known while generating,
+so a Jcc after CMP or DEC is one compare. A compiled block may cover only a prefix of its rows
+(up to the first row whose handler has no generator here). Every instruction either completes
+in compiled code or leaves it *before any side effect*: a segment check that needs the full
+routine, a TLB miss, a page-crossing access, a write to a page that holds code (those never have
+write TLB entries) all branch to the shared exit with the state as of that instruction's start,
+and the interpreter runs the block's rows from there on, with its slow paths, precise faults and
+SMC handling. So compiled code never faults, never leaves for a device and never changes a page
+that holds code.
+
+The function returns `rows_done | T1_ENDED | T1_CHAIN | way << T1_WAY_SHIFT`:
+- rows_done: how many rows retired (the interpreter resumes at that row);
+- T1_ENDED: the last row was a control transfer and EIP is stored;
+- T1_CHAIN: ... a direct one (Jcc, JMP rel, LOOP): the loop may chain through `way`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from emu import stats as K
+from emu.cpu import flags as F
+from emu.cpu import handlers as H
+from emu.cpu import state as S
+from emu.cpu.access import SEGF_EXPDOWN, SEGF_NOREAD, SEGF_NOWRITE, SEGF_NULL
+from emu.mmu.softmmu import CTX_BLOCKS, CTX_MEM, CTX_STATS, CTX_TLB
+from emu.mmu.tlb import ACC_READ, ACC_WRITE, TE_ADDEND, TLB_BITS, TLB_INDEX_MASK, TLB_STRIDE
+from emu.translate import blockcache as B
+from emu.translate.rowfmt import (
+    R_ASIZE,
+    R_AUX,
+    R_BASE,
+    R_DISP,
+    R_DST,
+    R_H,
+    R_IMM,
+    R_INDEX,
+    R_LEN,
+    R_OFF,
+    R_SCALE,
+    R_SEG,
+    R_SIZE,
+    R_SRC,
+    R_X,
+    RM_MEM,
+    ROW_WIDTH,
+    X_MEM,
+    X_SIZE2_SHIFT,
+)
+from emu.translate.tier1_abi import T1_CHAIN, T1_ENDED, T1_TB_SHIFT, T1_WAY_SHIFT  # noqa: E402
+
+M32 = 0xFFFF_FFFF
+_BITS = {1: 8, 2: 16, 4: 32}
+_ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
+
+
+def _mask(size: int) -> int:
+    return (1 << (8 * size)) - 1
+
+
+class Unsupported(Exception):
+    """The row has no tier-1 generator: the compiled prefix ends before it."""
+
+
+class _Block:
+    """IR for one translation block: SSA registers and flags, one shared exit."""
+
+    def __init__(self, g: CodeGen, name: str, rows: np.ndarray, row0: int, nrows: int, hflags: int, tb: int,
+                 phys: int):
+        self.g = g
+        self.tb = tb
+        self.phys = phys
+        self.hflags = hflags
+        self.name = name
+        self.rows = rows
+        self.row0 = row0
+        self.nrows = nrows
+        self.user = 1 if (hflags & S.HF_CPL_MASK) == 3 else 0
+        self.ipmask = M32 if hflags & S.HF_CS32 else 0xFFFF
+        self.smask = M32 if hflags & S.HF_SS32 else 0xFFFF
+        self.lines: list[str] = []
+        self.n = 0
+        self.cur = "entry"
+        self.exits: list[tuple] = []  # (label, regs, cc, ret, hits)
+        self.regs = [f"%r{i}_h" for i in range(8)]  # the loop header's phis (see CodeGen.block_ir)
+        self.cc = ("%cc_op_h", "%cc_dst_h", "%cc_src_h", "%cc_src2_h")
+        self.latch: tuple | None = None  # (label, regs, cc, hits) of a back edge to the block's start
+        self.cc_static: int | None = None  # CC_OP when known while generating
+        self.written: set[int] = set()
+        self.cc_written = False
+        self.hits = 0  # TLB hits of the instructions generated so far
+        self.segs: dict[int, tuple[str, str, str]] = {}
+        self.g_seg_loads: list[tuple[int, int]] = []  # segment caches the entry block loads
+        self._snap = (list(self.regs), self.cc, 0)  # the state at the current instruction's start
+        self.uses_ccbuf = False
+
+    # ---------------------------------------------------------------- IR text
+    def tmp(self) -> str:
+        self.n += 1
+        return f"%v{self.n}"
+
+    def emit(self, text: str) -> str:
+        t = self.tmp()
+        self.lines.append(f"  {t} = {text}")
+        return t
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+        self.cur = name
+
+    def new_label(self) -> str:
+        self.n += 1
+        return f"L{self.n}"
+
+    def op(self, opc: str, a, b) -> str:
+        return self.emit(f"{opc} i64 {a}, {b}")
+
+    def icmp(self, pred: str, a, b) -> str:
+        return self.emit(f"icmp {pred} i64 {a}, {b}")
+
+    def sel(self, c: str, a, b) -> str:
+        return self.emit(f"select i1 {c}, i64 {a}, i64 {b}")
+
+    def zext(self, c: str) -> str:
+        return self.emit(f"zext i1 {c} to i64")
+
+    def load64(self, addr) -> str:
+        p = self.emit(f"inttoptr i64 {addr} to ptr")
+        return self.emit(f"load i64, ptr {p}, align 8")
+
+    def store64(self, addr, v) -> None:
+        p = self.emit(f"inttoptr i64 {addr} to ptr")
+        self.lines.append(f"  store i64 {v}, ptr {p}, align 8")
+
+    def slot(self, k: int) -> str:
+        return self.op("add", "%sp", k * 8)
+
+    def sext(self, v, size: int) -> str:
+        sign = 1 << (_BITS[size] - 1)
+        return self.op("sub", self.op("xor", self.op("and", v, _mask(size)), sign), sign)
+
+    def call(self, fn: str, args: list) -> str:
+        return self.emit(f"call i64 @{fn}({', '.join(f'i64 {a}' for a in args)})")
+
+    # ---------------------------------------------------------------- registers and flags
+    def rget(self, r: int, size: int):
+        if size == 4:
+            return self.regs[r]
+        if size == 2:
+            return self.op("and", self.regs[r], 0xFFFF)
+        if r < 4:
+            return self.op("and", self.regs[r], 0xFF)
+        return self.op("and", self.op("lshr", self.regs[r - 4], 8), 0xFF)
+
+    def rset(self, r: int, size: int, v) -> None:
+        if size == 4:
+            self.regs[r] = self.op("and", v, M32)
+        elif size == 2:
+            self.regs[r] = self.op("or", self.op("and", self.regs[r], 0xFFFF_0000), self.op("and", v, 0xFFFF))
+        elif r < 4:
+            self.regs[r] = self.op("or", self.op("and", self.regs[r], 0xFFFF_FF00), self.op("and", v, 0xFF))
+        else:
+            r -= 4
+            hi = self.op("shl", self.op("and", v, 0xFF), 8)
+            self.regs[r] = self.op("or", self.op("and", self.regs[r], 0xFFFF_00FF), hi)
+        self.written.add(r)
+
+    def set_cc(self, cc_op: int, dst, src, src2) -> None:
+        self.cc = (str(cc_op), dst, src, src2)
+        self.cc_static = cc_op
+        self.cc_written = True
+
+    def flags(self) -> str:
+        """The six status flags of the current lazy state (EFLAGS positions)."""
+        o, d, s, s2 = self.cc
+        if self.cc_static == F.CC_OP_EFLAGS:
+            return self.op("and", s, F.STATUS_MASK)
+        return self.call("rt_flags", [o, d, s, s2])
+
+    def cf(self) -> str:
+        """CF (0/1) of the current lazy state."""
+        o, d, s, s2 = self.cc
+        k = None if self.cc_static is None else self.cc_static >> 2
+        if k == F.K_LOGIC:
+            return "0"
+        if k == F.K_EFLAGS:
+            return self.op("and", s, 1)
+        if k in (F.K_INC, F.K_DEC):
+            return self.op("and", s2, 1)
+        m = None if self.cc_static is None else _mask({0: 1, 1: 2, 2: 4}[self.cc_static & 3])
+        if k == F.K_SUB:
+            return self.zext(self.icmp("ult", self.op("and", self.op("add", d, s), m), s))
+        if k == F.K_ADD:
+            return self.zext(self.icmp("ult", d, self.op("and", self.op("sub", d, s), m)))
+        return self.call("rt_cf", [o, d, s, s2])
+
+    def cond(self, cc: int) -> str:
+        """Condition code `cc` as an i1, from the lazy state (inline where CC_OP is known)."""
+        o, d, s, s2 = self.cc
+        k = None if self.cc_static is None else self.cc_static >> 2
+        c, neg = cc >> 1, cc & 1
+        r = None
+        if k == F.K_EFLAGS:  # explicit flags in CC_SRC (SDM Vol 1, Appendix B)
+            def bit(mask):
+                return self.icmp("ne", self.op("and", s, mask), 0)
+
+            if c in (0, 1, 2, 4, 5):
+                r = bit((F.OF, F.CF, F.ZF, 0, F.SF, F.PF)[c])
+            elif c == 3:
+                r = bit(F.CF | F.ZF)
+            else:
+                lt = self.emit(f"xor i1 {bit(F.SF)}, {bit(F.OF)}")
+                r = lt if c == 6 else self.emit(f"or i1 {lt}, {bit(F.ZF)}")
+        elif k is not None and k != F.K_ZF:
+            size = {0: 1, 1: 2, 2: 4}[self.cc_static & 3]
+            m, sign = _mask(size), 1 << (_BITS[size] - 1)
+            if c == 2:
+                r = self.icmp("eq", d, 0)
+            elif c == 4:
+                r = self.icmp("ne", self.op("and", d, sign), 0)
+            elif k == F.K_SUB:
+                s1 = self.op("and", self.op("add", d, s), m)
+                if c == 1:
+                    r = self.icmp("ult", s1, s)
+                elif c == 3:
+                    r = self.icmp("ule", s1, s)
+                elif c in (6, 7):
+                    a, b = self.sext(s1, size), self.sext(s, size)
+                    r = self.icmp("slt" if c == 6 else "sle", a, b)
+            elif k == F.K_LOGIC:
+                if c in (0, 1):
+                    r = "false"
+                elif c == 3:
+                    r = self.icmp("eq", d, 0)
+                elif c == 6:
+                    r = self.icmp("ne", self.op("and", d, sign), 0)
+                elif c == 7:
+                    r = self.emit(f"or i1 {self.icmp('eq', d, 0)}, {self.icmp('ne', self.op('and', d, sign), 0)}")
+        if r is None:
+            return self.icmp("ne", self.call("rt_cond", [cc, o, d, s, s2]), 0)
+        return self.emit(f"xor i1 {r}, true") if neg else r
+
+    # ---------------------------------------------------------------- exits
+    def leave(self, ret, cond: str | None = None, snapshot=None, eip="%beip", nextfn="0", acc="%accp") -> None:
+        """Branch to the shared exit (on `cond` false when given; the code goes on in a new
+        basic block). `snapshot` = (regs, cc, hits) to leave with, by default the current ones.
+        `eip` is stored (the block's start when the interpreter resumes a row of it); a nonzero
+        `nextfn` is a compiled successor to tail-call with `acc` instructions retired so far."""
+        regs, cc, hits = snapshot if snapshot else (list(self.regs), self.cc, self.hits)
+        hits = self.op("add", "%hbase", hits)  # TLB hits of earlier passes plus this one's
+        ret = self.op("or", ret, self.tb << T1_TB_SHIFT)
+        if cond is None:
+            self.lines.append("  br label %exit")
+        else:
+            nxt = self.new_label()
+            self.lines.append(f"  br i1 {cond}, label %{nxt}, label %exit")
+        self.exits.append((self.cur, regs, cc, ret, hits, eip, nextfn, acc))
+        if cond is not None:
+            self.label(nxt)
+
+    # ---------------------------------------------------------------- memory
+    def seg(self, s: int) -> tuple[str, str, str]:
+        if s not in self.segs:
+            o = S.SEG_BASE_SLOT + s * S.SEG_STRIDE
+            self.segs[s] = (f"%sb{s}", f"%sl{s}", f"%sa{s}")
+            self.g_seg_loads.append((s, o))
+        return self.segs[s]
+
+    def access(self, s: int, ea, size: int, kinds: tuple[int, ...], bail) -> str:
+        """Check a `size`-byte access at `s`:`ea` for each TLB kind in `kinds` (read, write or
+        both for a read-modify-write): the segment's fast test and a TLB hit, else leave with
+        `bail`. Returns the host address."""
+        base, lim, attr = self.seg(s)
+        write = ACC_WRITE in kinds
+        bad = SEGF_NULL | SEGF_EXPDOWN | (SEGF_NOWRITE if write else 0) | (SEGF_NOREAD if ACC_READ in kinds else 0)
+        ok = self.icmp("eq", self.op("and", attr, bad), 0)
+        ok = self.emit(f"and i1 {ok}, {self.icmp('ule', self.op('add', ea, size - 1), lim)}")
+        la = self.op("and", self.op("add", base, ea), M32)
+        idx = self.op("and", self.op("lshr", la, 12), TLB_INDEX_MASK)
+        want = self.op("or", self.op("and", la, 0xFFFF_F000), self.user)
+        ok = self.emit(f"and i1 {ok}, {self.icmp('ule', self.op('and', la, 0xFFF), 0x1000 - size)}")
+        addend = None
+        for kind in kinds:
+            e = self.op("add", "%tlb", self.op("mul", self.op("add", idx, kind << TLB_BITS), TLB_STRIDE * 8))
+            tag = self.load64(e)
+            ok = self.emit(f"and i1 {ok}, {self.icmp('eq', tag, want)}")
+            if addend is None:
+                addend = self.load64(self.op("add", e, TE_ADDEND * 8))
+        self.leave(bail, ok, snapshot=self._snap)
+        self.hits += len(kinds)
+        return self.op("add", self.op("add", "%mem", addend), la)
+
+    def host_load(self, host, size: int) -> str:
+        p = self.emit(f"inttoptr i64 {host} to ptr")
+        v = self.emit(f"load i{_BITS[size]}, ptr {p}, align 1")
+        return self.emit(f"zext i{_BITS[size]} {v} to i64")
+
+    def host_store(self, host, size: int, v) -> None:
+        p = self.emit(f"inttoptr i64 {host} to ptr")
+        t = self.emit(f"trunc i64 {v} to i{_BITS[size]}")
+        self.lines.append(f"  store i{_BITS[size]} {t}, ptr {p}, align 1")
+
+
+class CodeGen:
+    """Turns queued blocks into one LLVM module and compiles it (one MCJIT engine per module)."""
+
+    def __init__(self):
+        import llvmlite.binding as llvm
+
+        self.llvm = llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        from emu.translate import tier1_rt
+
+        self.rt = tier1_rt.addresses()
+        self.engines = []  # kept alive: their code is called through TB_FN
+        self.serial = 0
+
+    # ---------------------------------------------------------------- one block
+    def block_ir(self, rows: np.ndarray, row0: int, nrows: int, hflags: int, name: str, tb: int = 0,
+                 phys: int = 0) -> tuple[str, int]:
+        """IR of block `tb`'s function; returns (text, rows compiled). 0 rows: nothing to gain."""
+        b = _Block(self, name, rows, row0, nrows, hflags, tb, phys)
+        body_start = len(b.lines)
+        b.label("i0")
+        done = 0
+        ended = False
+        for i in range(nrows):
+            rb = (row0 + i) * ROW_WIDTH
+            r = rows[rb: rb + ROW_WIDTH]
+            b._snap = (list(b.regs), b.cc, b.hits)
+            saved = (len(b.lines), b.n, list(b.regs), b.cc, b.cc_static, set(b.written), b.cc_written,
+                     b.hits, len(b.exits), dict(b.segs), len(b.g_seg_loads), b.cur, b.uses_ccbuf)
+            try:
+                ended = _gen_row(b, r, i)
+            except Unsupported:
+                (nl, b.n, b.regs, b.cc, b.cc_static, b.written, b.cc_written, b.hits, ne, b.segs, ns, b.cur,
+                 b.uses_ccbuf) = saved
+                del b.lines[nl:]
+                del b.exits[ne:]
+                del b.g_seg_loads[ns:]
+                break
+            done = i + 1
+            if ended:
+                break
+        if done == 0:
+            return "", 0
+        if not ended:
+            b.leave(done)
+        body = b.lines[body_start:]
+        out = [f"define i64 @{name}(i64 %sp, i64 %cp, i64 %acc_in) {{", "entry:"]
+        if b.uses_ccbuf:
+            out.append("  %ccbuf = alloca [4 x i64], align 8")
+            out.append("  %ccp = ptrtoint ptr %ccbuf to i64")
+
+        def ld(dst: str, addr_expr: str) -> None:
+            out.append(f"  {dst}.a = add i64 {addr_expr}")
+            out.append(f"  {dst}.p = inttoptr i64 {dst}.a to ptr")
+            out.append(f"  {dst} = load i64, ptr {dst}.p, align 8")
+
+        ld("%mem", f"%cp, {CTX_MEM * 8}")
+        ld("%tlb", f"%cp, {CTX_TLB * 8}")
+        for i in range(8):
+            ld(f"%r{i}_in", f"%sp, {i * 8}")
+        for j, nm in enumerate(("op", "dst", "src", "src2")):
+            ld(f"%cc_{nm}_in", f"%sp, {(S.CC_OP + j) * 8}")
+        ld("%beip", f"%sp, {S.EIP * 8}")
+        ld("%budget", f"%sp, {S.BUDGET * 8}")
+        ld("%csbase", f"%sp, {(S.SEGBASE + S.CS * S.SEG_STRIDE) * 8}")
+        ld("%bcp", f"%cp, {CTX_BLOCKS * 8}")
+        ld("%tbs", f"%bcp, {B.BC_TBS_PTR * 8}")
+        for s, o in b.g_seg_loads:
+            ld(f"%sb{s}", f"%sp, {(o + S.SEG_BASE) * 8}")
+            ld(f"%sl{s}", f"%sp, {(o + S.SEG_LIMIT) * 8}")
+            ld(f"%sa{s}", f"%sp, {(o + S.SEG_ATTR) * 8}")
+        out.append("  br label %i0")
+        # the loop header: registers, flags, TLB hits and passes, from the entry or the back edge
+        header = ["i0:"]
+
+        def hphi(name: str, first, again) -> None:
+            inc = f"[ {first}, %entry ]" + (f", [ {again}, %{b.latch[0]} ]" if b.latch else "")
+            header.append(f"  {name} = phi i64 {inc}")
+
+        lt = b.latch or (None, [None] * 8, (None,) * 4, 0)
+        for i in range(8):
+            hphi(f"%r{i}_h", f"%r{i}_in", lt[1][i])
+        for j, nm in enumerate(("op", "dst", "src", "src2")):
+            hphi(f"%cc_{nm}_h", f"%cc_{nm}_in", lt[2][j])
+        hphi("%passes", 0, "%passes.next")
+        hphi("%hbase", 0, "%hbase.next")
+        header.append(f"  %accp.m = mul i64 %passes, {b.nrows}")
+        header.append("  %accp = add i64 %acc_in, %accp.m  ; instructions retired before this pass")
+        if b.latch:
+            latch_at = body.index(f"{b.latch[0]}:") + 1
+            body[latch_at:latch_at] = ["  %passes.next = add i64 %passes, 1",
+                                       f"  %hbase.next = add i64 %hbase, {b.latch[3]}"]
+        out.extend(header)
+        out.extend(body[1:])  # body[0] is the "i0:" label, now the header's
+        # the shared exit: one phi per register written, per flag word, the result and the hits
+        out.append("exit:")
+        preds = b.exits
+
+        def phi(name: str, vals: list) -> None:
+            out.append(f"  {name} = phi i64 " + ", ".join(f"[ {v}, %{lbl} ]" for v, lbl in vals))
+
+        stores = [(f"%x{r}", r) for r in sorted(b.written)]
+        for r in sorted(b.written):
+            phi(f"%x{r}", [(e[1][r], e[0]) for e in preds])
+        if b.cc_written:
+            for j in range(4):
+                phi(f"%xc{j}", [(e[2][j], e[0]) for e in preds])
+                stores.append((f"%xc{j}", S.CC_OP + j))
+        phi("%xhits", [(e[4], e[0]) for e in preds])
+        phi("%xret", [(e[3], e[0]) for e in preds])
+        phi("%xeip", [(e[5], e[0]) for e in preds])
+        phi("%xnext", [(e[6], e[0]) for e in preds])
+        phi("%xacc", [(e[7], e[0]) for e in preds])
+        stores.append(("%xeip", S.EIP))
+        for val, slot in stores:
+            out.append(f"  {val}.a = add i64 %sp, {slot * 8}")
+            out.append(f"  {val}.p = inttoptr i64 {val}.a to ptr")
+            out.append(f"  store i64 {val}, ptr {val}.p, align 8")
+        out.append(f"  %st.a = add i64 %cp, {CTX_STATS * 8}")
+        out.append("  %st.p = inttoptr i64 %st.a to ptr")
+        out.append("  %st = load i64, ptr %st.p, align 8")
+
+        def bump(stat: int, by: str, tag: str) -> None:
+            out.append(f"  %{tag}.a = add i64 %st, {stat * 8}")
+            out.append(f"  %{tag}.p = inttoptr i64 %{tag}.a to ptr")
+            out.append(f"  %{tag} = load i64, ptr %{tag}.p, align 8")
+            out.append(f"  %{tag}.n = add i64 %{tag}, {by}")
+            out.append(f"  store i64 %{tag}.n, ptr %{tag}.p, align 8")
+
+        def bump_state(slot: int, by: str, tag: str) -> None:
+            out.append(f"  %{tag}.a = add i64 %sp, {slot * 8}")
+            out.append(f"  %{tag}.p = inttoptr i64 %{tag}.a to ptr")
+            out.append(f"  %{tag} = load i64, ptr %{tag}.p, align 8")
+            out.append(f"  %{tag}.n = add i64 %{tag}, {by}")
+            out.append(f"  store i64 %{tag}.n, ptr %{tag}.p, align 8")
+
+        bump(K.TLB_HITS, "%xhits", "th")
+        out.append("  %chain = icmp ne i64 %xnext, 0")
+        out.append("  br i1 %chain, label %tail, label %fin")
+        # a compiled successor on the same page: go on in it (no stack growth: a tail call)
+        out.append("tail:")
+        bump(K.CHAINED, "1", "tch")
+        bump(K.LOOKUPS, "1", "tlk")
+        bump(K.TIER1_CHAINED, "1", "tt1")
+        out.append("  %tfp = inttoptr i64 %xnext to ptr")
+        out.append("  %tr = musttail call i64 %tfp(i64 %sp, i64 %cp, i64 %xacc)")
+        out.append("  ret i64 %tr")
+        # back to the loop: the instructions of earlier blocks and passes are counted here, the
+        # last block's rows by the loop (it may go on interpreting that block)
+        out.append("fin:")
+        bump_state(S.ICOUNT, "%xacc", "ic")
+        bump_state(S.BUDGET, "%xacc.neg", "bu")
+        out.insert(len(out) - 5, "  %xacc.neg = sub i64 0, %xacc")
+        bump(K.INSNS, "%xacc", "in")
+        bump(K.COMPILED_INSNS, "%xacc", "ci")
+        out.append("  ret i64 %xret")
+        out.append("}")
+        return "\n".join(out), done
+
+    # ---------------------------------------------------------------- a batch
+    def compile(self, blocks) -> dict[int, tuple[int, int]]:
+        """Compile `blocks` [(tb, row0, nrows, hflags)] as one module: {tb: (address, rows)}.
+        A block with no compilable prefix maps to (0, 0)."""
+        from emu.translate import tier1_rt
+
+        llvm = self.llvm
+        funcs = []
+        result = {}
+        for tb, row0, nrows, hflags, phys, rows in blocks:
+            self.serial += 1
+            name = f"tb{self.serial}"
+            text, n = self.block_ir(rows, row0, nrows, hflags, name, tb, phys)
+            if n == 0:
+                result[tb] = (0, 0)
+                continue
+            funcs.append((tb, name, text, n))
+        if not funcs:
+            return result
+        decls = [f"declare i64 @{n}({', '.join(['i64'] * nargs)})" + (" #0" if n in tier1_rt.PURE else "")
+                 for n, nargs in tier1_rt.ARITY.items()]
+        decls.append("attributes #0 = { nounwind willreturn memory(none) }")
+        src = "\n".join(decls + [f[2] for f in funcs]) + "\n"
+        mod = llvm.parse_assembly(src)
+        mod.verify()
+        tm = llvm.Target.from_default_triple().create_target_machine(opt=2, jit=True)
+        pto = llvm.create_pipeline_tuning_options(speed_level=2)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        for name, addr in self.rt.items():
+            llvm.add_symbol(name, addr)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        engine.finalize_object()
+        self.engines.append(engine)
+        for tb, name, _text, n in funcs:
+            result[tb] = (engine.get_function_address(name), n)
+        return result
+
+
+# ---------------------------------------------------------------------------- the generators
+def _ea(b: _Block, r) -> str:
+    ea = str(int(r[R_DISP]))
+    base, index = int(r[R_BASE]), int(r[R_INDEX])
+    if base >= 0:
+        ea = b.op("add", ea, b.regs[base])
+    if index >= 0:
+        ea = b.op("add", ea, b.op("shl", b.regs[index], int(r[R_SCALE])))
+    return b.op("and", ea, M32 if int(r[R_ASIZE]) == 4 else 0xFFFF)
+
+
+def _eips(b: _Block, r):
+    ieip = b.op("and", b.op("add", "%beip", int(r[R_OFF])), b.ipmask)
+    neip = b.op("and", b.op("add", ieip, int(r[R_LEN])), b.ipmask)
+    return ieip, neip
+
+
+def _jump(b: _Block, target, ret, chain: bool, way="0") -> None:
+    """End the block at a control transfer to `target`.
+
+    A direct branch (`chain`) at the block's end may go on without returning to the loop: to the
+    block's own start (a one-block loop: a back edge to the header, whose phis take the registers
+    and flags) while another whole pass fits in the budget, or to a compiled successor the loop
+    has already chained this exit to (`TB_NEXT0 + way`), checked as the loop checks a link: still
+    valid, same physical page and mode bits, compiled, within the budget, no interrupt shadow."""
+    flags = T1_ENDED | (T1_CHAIN if chain else 0)
+    ret_v = b.op("or", b.op("shl", way, T1_WAY_SHIFT), ret | flags)
+    if not (chain and ret == b.nrows):
+        b.leave(ret_v, eip=target)
+        return
+    again = b.icmp("eq", target, "%beip")
+    left = b.op("sub", b.op("sub", "%budget", "%acc_in"), b.op("mul", b.op("add", "%passes", 2), b.nrows))
+    again = b.emit(f"and i1 {again}, {b.icmp('sge', left, 0)}")
+    latch, out = b.new_label(), b.new_label()
+    b.lines.append(f"  br i1 {again}, label %{latch}, label %{out}")
+    b.label(latch)
+    b.latch = (latch, list(b.regs), b.cc, b.hits)
+    b.lines.append("  br label %i0")
+    b.label(out)
+    tlin = b.op("and", b.op("add", "%csbase", target), M32)
+    blin = b.op("and", b.op("add", "%csbase", "%beip"), M32)
+    ok = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
+    cand = b.load64(b.op("add", "%tbs", b.op("add", (b.tb * B.TB_WIDTH + B.TB_NEXT0) * 8, b.op("shl", way, 3))))
+    has = b.icmp("sge", cand, 0)
+    rec = b.op("add", "%tbs", b.op("mul", b.sel(has, cand, 0), B.TB_WIDTH * 8))
+    want = b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
+    fn = b.load64(b.op("add", rec, B.TB_FN * 8))
+    acc2 = b.op("add", "%accp", b.nrows)
+    room = b.op("sub", b.op("sub", "%budget", acc2), b.load64(b.op("add", rec, B.TB_NROWS * 8)))
+    inh = b.load64(b.slot(S.INHIBIT_IRQ))
+    for c in (has, b.icmp("eq", b.load64(b.op("add", rec, B.TB_PHYS * 8)), want),
+              b.icmp("eq", b.load64(b.op("add", rec, B.TB_HFLAGS * 8)), b.hflags),
+              b.icmp("sgt", fn, 0), b.icmp("sge", room, 0), b.icmp("eq", inh, 0)):
+        ok = b.emit(f"and i1 {ok}, {c}")
+    b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, "%accp"))
+
+
+def _stack_push(b: _Block, value, size: int, bail: int) -> None:
+    esp = b.regs[S.ESP]
+    nsp = b.op("and", b.op("sub", esp, size), b.smask)
+    host = b.access(S.SS, nsp, size, (ACC_WRITE,), bail)
+    b.host_store(host, size, value)
+    _set_sp(b, nsp)
+
+
+def _set_sp(b: _Block, value) -> None:
+    if b.smask == 0xFFFF:
+        b.regs[S.ESP] = b.op("or", b.op("and", b.regs[S.ESP], 0xFFFF_0000), b.op("and", value, 0xFFFF))
+    else:
+        b.regs[S.ESP] = b.op("and", value, M32)
+    b.written.add(S.ESP)
+
+
+def _gen_row(b: _Block, r, i: int) -> bool:
+    """Generate one row; True when it ends the block (a control transfer). Raises Unsupported."""
+    h = int(r[R_H])
+    size = int(r[R_SIZE])
+    dst, src = int(r[R_DST]), int(r[R_SRC])
+    aux, imm, x, seg = int(r[R_AUX]), int(r[R_IMM]), int(r[R_X]), int(r[R_SEG])
+    if size not in (1, 2, 4) and h not in (H.H_NOP, H.H_JCC, H.H_JMP_REL):
+        raise Unsupported
+    mem = bool(x & X_MEM)
+    ea = _ea(b, r) if mem and h != H.H_POP else None
+    m = _mask(size) if size in (1, 2, 4) else M32
+    if h == H.H_NOP:
+        return False
+    if h == H.H_MOV:
+        if src >= 0:
+            v = b.rget(src, size)
+        elif src == RM_MEM:
+            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        else:
+            v = str(imm & m)
+        if dst >= 0:
+            b.rset(dst, size, v)
+        else:
+            b.host_store(b.access(seg, ea, size, (ACC_WRITE,), i), size, v)
+        return False
+    if h == H.H_LEA:
+        b.rset(dst, size, ea)
+        return False
+    if h == H.H_ALU:
+        host = None
+        if dst >= 0:
+            a = b.rget(dst, size)
+        else:
+            kinds = (ACC_READ,) if aux in (_ALU_CMP, _ALU_TEST) else (ACC_READ, ACC_WRITE)
+            host = b.access(seg, ea, size, kinds, i)
+            a = b.host_load(host, size)
+        if src >= 0:
+            v = b.rget(src, size)
+        elif src == RM_MEM:
+            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        else:
+            v = str(imm & m)
+        res, cc = _alu(b, aux, a, v, size)
+        if aux not in (_ALU_CMP, _ALU_TEST):
+            if dst >= 0:
+                b.rset(dst, size, res)
+            else:
+                b.host_store(host, size, res)
+        b.set_cc(*cc)
+        return False
+    if h == H.H_UNARY:
+        host = None
+        if dst >= 0:
+            a = b.rget(dst, size)
+        else:
+            host = b.access(seg, ea, size, (ACC_READ, ACC_WRITE), i)
+            a = b.host_load(host, size)
+        if aux == 0 or aux == 1:
+            cf = b.cf()
+            res = b.op("and", b.op("add" if aux == 0 else "sub", a, 1), m)
+            cc = (F.cc_op_of(F.K_INC if aux == 0 else F.K_DEC, size), res, "1", cf)
+        elif aux == 2:
+            res = b.op("and", b.op("xor", a, -1), m)
+            cc = None
+        else:
+            res = b.op("and", b.op("sub", 0, a), m)
+            cc = (F.cc_op_of(F.K_SUB, size), res, a, "0")
+        if dst >= 0:
+            b.rset(dst, size, res)
+        else:
+            b.host_store(host, size, res)
+        if cc:
+            b.set_cc(*cc)
+        return False
+    if h == H.H_SHIFT:
+        host = None
+        if dst >= 0:
+            a = b.rget(dst, size)
+        else:
+            host = b.access(seg, ea, size, (ACC_READ, ACC_WRITE), i)
+            a = b.host_load(host, size)
+        count = imm & 31 if imm >= 0 else None
+        if count == 0:
+            return False
+        if count is not None and aux in (0, 1):
+            # ROL/ROR inline: CF and OF from the result, the other four kept from the lazy state
+            # (rt_flags is pure: LLVM drops it when the next flag-setter overwrites them).
+            bits = _BITS[size]
+            n = count & (bits - 1)
+            if aux == 1:
+                n = (bits - n) & (bits - 1)
+            res = a if n == 0 else b.op("or", b.op("shl", b.op("and", a, (1 << (bits - n)) - 1), n),
+                                        b.op("lshr", a, bits - n))
+            if aux == 0:
+                cf = b.op("and", res, 1)
+                of = b.op("and", b.op("xor", b.op("lshr", res, bits - 1), cf), 1)
+            else:
+                cf = b.op("and", b.op("lshr", res, bits - 1), 1)
+                of = b.op("and", b.op("xor", cf, b.op("lshr", res, bits - 2)), 1)
+            kept = b.op("and", b.flags(), ~(F.CF | F.OF))
+            b.set_cc(F.CC_OP_EFLAGS, "0", b.op("or", b.op("or", kept, cf), b.op("shl", of, 11)), "0")
+        elif count is not None and aux in (4, 5, 6, 7):
+            if aux in (4, 6):
+                t = b.op("and", b.op("shl", a, count - 1), m)
+                res = b.op("and", b.op("shl", t, 1), m)
+                cc = (F.cc_op_of(F.K_SHL, size), res, t, "0")
+            elif aux == 5:
+                t = b.op("lshr", a, count - 1)
+                res = b.op("lshr", t, 1)
+                cc = (F.cc_op_of(F.K_SAR, size), res, t, "0")
+            else:
+                sv = b.sext(a, size)
+                t = b.op("and", b.op("ashr", sv, count - 1), m)
+                res = b.op("and", b.op("ashr", sv, count), m)
+                cc = (F.cc_op_of(F.K_SAR, size), res, t, "0")
+            b.set_cc(*cc)
+        else:
+            cnt = str(count) if count is not None else b.rget(1, 1)
+            b.uses_ccbuf = True
+            for j in range(4):
+                b.store64(b.op("add", "%ccp", 8 * j), b.cc[j])
+            res = b.call("rt_shift", [aux, a, cnt, size, "%ccp"])
+            cc = tuple(b.load64(b.op("add", "%ccp", 8 * j)) for j in range(4))
+            b.cc = cc
+            b.cc_static = None
+            b.cc_written = True
+        if dst >= 0:
+            b.rset(dst, size, res)
+        else:
+            b.host_store(host, size, res)
+        return False
+    if h == H.H_IMUL2:
+        if src >= 0:
+            v = b.rget(src, size)
+        elif src == RM_MEM:
+            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        else:
+            raise Unsupported
+        if aux == 1:
+            a, v = v, str(imm & m)
+        else:
+            a = b.rget(dst, size)
+        p = b.op("mul", b.sext(a, size), b.sext(v, size))
+        lo = b.op("and", p, m)
+        ovf = b.zext(b.icmp("ne", p, b.sext(lo, size)))
+        b.rset(dst, size, lo)
+        b.set_cc(F.cc_op_of(F.K_IMUL, size), lo, ovf, "0")
+        return False
+    if h == H.H_MOVX:
+        size2 = (x >> X_SIZE2_SHIFT) & 0xFF
+        if size2 not in (1, 2):
+            raise Unsupported
+        if src >= 0:
+            v = b.rget(src, size2)
+        else:
+            v = b.host_load(b.access(seg, ea, size2, (ACC_READ,), i), size2)
+        if aux == 1:
+            v = b.op("and", b.sext(v, size2), m)
+        b.rset(dst, size, v)
+        return False
+    if h == H.H_XCHG:
+        if dst < 0:
+            raise Unsupported
+        a, c = b.rget(src, size), b.rget(dst, size)
+        b.rset(dst, size, a)
+        b.rset(src, size, c)
+        return False
+    if h == H.H_CMOVCC:
+        if src >= 0:
+            v = b.rget(src, size)
+        else:
+            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        c = b.cond(aux)
+        if size == 4:
+            b.rset(dst, 4, b.sel(c, v, b.regs[dst]))
+        else:
+            b.rset(dst, size, b.sel(c, v, b.rget(dst, size)))
+        return False
+    if h == H.H_SETCC:
+        v = b.zext(b.cond(aux))
+        if dst >= 0:
+            b.rset(dst, 1, v)
+        else:
+            b.host_store(b.access(seg, ea, 1, (ACC_WRITE,), i), 1, v)
+        return False
+    if h == H.H_CBW:
+        if size == 2:
+            b.rset(0, 2, b.op("and", b.sext(b.rget(0, 1), 1), 0xFFFF))
+        else:
+            b.rset(0, 4, b.op("and", b.sext(b.rget(0, 2), 2), M32))
+        return False
+    if h == H.H_CWD:
+        a = b.rget(0, size)
+        neg = b.icmp("ne", b.op("lshr", a, size * 8 - 1), 0)
+        b.rset(2, size, b.sel(neg, m, 0))
+        return False
+    if h == H.H_PUSH:
+        if dst >= 0:
+            v = b.rget(dst, size)
+        elif dst == RM_MEM:
+            raise Unsupported
+        else:
+            v = str(imm & m)
+        _stack_push(b, v, size, i)
+        return False
+    if h == H.H_POP:
+        if dst < 0:
+            raise Unsupported
+        osp = b.regs[S.ESP]
+        host = b.access(S.SS, b.op("and", osp, b.smask), size, (ACC_READ,), i)
+        v = b.host_load(host, size)
+        _set_sp(b, b.op("add", osp, size))
+        b.rset(dst, size, v)  # POP ESP: the popped value wins (written after the increment)
+        return False
+    # ---- control transfers: they end the block
+    if h == H.H_JCC:
+        _ieip, neip = _eips(b, r)
+        tmask = 0xFFFF if size == 2 else M32
+        taken = b.cond(aux)
+        target = b.op("and", b.op("add", neip, imm), tmask)
+        _jump(b, b.sel(taken, target, neip), i + 1, True, b.zext(b.emit(f"xor i1 {taken}, true")))
+        return True
+    if h == H.H_JMP_REL:
+        _ieip, neip = _eips(b, r)
+        _jump(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1, True, "0")
+        return True
+    if h == H.H_LOOP:
+        asz = int(r[R_ASIZE])
+        cmask = 0xFFFF if asz == 2 else M32
+        _ieip, neip = _eips(b, r)
+        cnt = b.op("and", b.regs[1], cmask)
+        if aux == 3:
+            take = b.icmp("eq", cnt, 0)
+        else:
+            cnt = b.op("and", b.op("sub", cnt, 1), cmask)
+            b.rset(1, asz, cnt)
+            take = b.icmp("ne", cnt, 0)
+            if aux in (0, 1):
+                z = b.cond(F.CC_Z)
+                if aux == 0:
+                    z = b.emit(f"xor i1 {z}, true")
+                take = b.emit(f"and i1 {take}, {z}")
+        target = b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32)
+        _jump(b, b.sel(take, target, neip), i + 1, True, b.zext(b.emit(f"xor i1 {take}, true")))
+        return True
+    if h == H.H_CALL_REL:
+        _ieip, neip = _eips(b, r)
+        _stack_push(b, neip, size, i)
+        _jump(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1, False)
+        return True
+    if h == H.H_RET:
+        osp = b.regs[S.ESP]
+        host = b.access(S.SS, b.op("and", osp, b.smask), size, (ACC_READ,), i)
+        v = b.host_load(host, size)
+        _set_sp(b, b.op("add", osp, size + (imm & 0xFFFF)))
+        _jump(b, v, i + 1, False)  # RET
+        return True
+    raise Unsupported
+
+
+def _alu(b: _Block, aux: int, a, v, size: int):
+    m = _mask(size)
+    if aux == _ALU_ADD:
+        res = b.op("and", b.op("add", a, v), m)
+        return res, (F.cc_op_of(F.K_ADD, size), res, v, "0")
+    if aux in (_ALU_SUB, _ALU_CMP):
+        res = b.op("and", b.op("sub", a, v), m)
+        return (res if aux == _ALU_SUB else a), (F.cc_op_of(F.K_SUB, size), res, v, "0")
+    if aux in (_ALU_AND, _ALU_TEST, _ALU_OR, _ALU_XOR):
+        opc = {_ALU_AND: "and", _ALU_TEST: "and", _ALU_OR: "or", _ALU_XOR: "xor"}[aux]
+        res = b.op(opc, a, v)
+        return res, (F.cc_op_of(F.K_LOGIC, size), res, "0", "0")
+    cf = b.cf()
+    if aux == _ALU_ADC:
+        res = b.op("and", b.op("add", b.op("add", a, v), cf), m)
+        return res, (F.cc_op_of(F.K_ADC, size), res, v, cf)
+    res = b.op("and", b.op("sub", b.op("sub", a, v), cf), m)
+    return res, (F.cc_op_of(F.K_SBB, size), res, v, cf)
+
+
+# ---------------------------------------------------------------------------- the driver
+class Tier1:
+    """Owns the code generator and compiles what the loop has queued (CpuCore calls `drain`)."""
+
+    def __init__(self, blocks: B.BlockCache, stats: np.ndarray):
+        self.blocks = blocks
+        self.stats = stats
+        self.gen: CodeGen | None = None
+
+    def drain(self) -> None:
+        bc, tbs = self.blocks.bc, self.blocks.tbs
+        n = int(bc[B.BC_T1_QLEN])
+        if n == 0:
+            return
+        bc[B.BC_T1_QLEN] = 0
+        t0 = time.perf_counter_ns()
+        if self.gen is None:
+            self.gen = CodeGen()
+        todo = []
+        for q in bc[B.BC_T1_QUEUE: B.BC_T1_QUEUE + n]:
+            tb = int(q)
+            base = tb * B.TB_WIDTH
+            if tbs[base + B.TB_PHYS] < 0 or tbs[base + B.TB_FN] != B.TB_FN_QUEUED:
+                continue  # invalidated (or flushed) since it was queued
+            todo.append((tb, int(tbs[base + B.TB_ROW]), int(tbs[base + B.TB_NROWS]), int(tbs[base + B.TB_HFLAGS]),
+                         int(tbs[base + B.TB_PHYS]), self.blocks.rows))
+        done = self.gen.compile(todo)
+        compiled = 0
+        for tb, (addr, _n) in done.items():
+            tbs[tb * B.TB_WIDTH + B.TB_FN] = addr if addr else B.TB_FN_NEVER
+            compiled += 1 if addr else 0
+        self.stats[K.COMPILED_BLOCKS] += compiled
+        self.stats[K.COMPILE_NS] += time.perf_counter_ns() - t0
