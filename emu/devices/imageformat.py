@@ -114,3 +114,36 @@ class DriveSpec:
         readonly = self.readonly or self.media == "cdrom"
         return open_image(self.file, self.format, readonly=readonly, snapshot=(self.snapshot or snapshot)
                           and not readonly)
+
+
+def place_drives(specs: list[str], floppies: list, disks: list, cdrom):
+    """Put each `-drive` into pyemu's slots (floppies 0-1; IDE disks at index 0-1, the CD-ROM at
+    index 2, as QEMU's -cdrom); returns the CD-ROM slot. Raises ValueError with a one-line message."""
+    for text in specs:
+        spec = DriveSpec.parse(text)
+        if spec.interface == "floppy":
+            slots, index = floppies, spec.index
+            if index is None:
+                index = next((i for i, v in enumerate(floppies) if v is None), None)
+            if index is None or slots[index] is not None:
+                raise ValueError(f"-drive {text}: floppy drive {'A:' if index == 0 else 'B:'} is already in use"
+                                 if index is not None else f"-drive {text}: both floppy drives are in use")
+            slots[index] = spec
+        elif spec.media == "cdrom":
+            if spec.index not in (None, 2):
+                raise ValueError(f"-drive {text}: pyemu's CD-ROM is IDE index 2 (secondary master)")
+            if cdrom is not None:
+                raise ValueError(f"-drive {text}: the CD-ROM is already in use")
+            cdrom = spec
+        else:
+            index = spec.index
+            if index is None:
+                index = next((i for i, v in enumerate(disks) if v is None), None)
+                if index is None:
+                    raise ValueError(f"-drive {text}: both hard disks (IDE index 0 and 1) are in use")
+            if index > 1:
+                raise ValueError(f"-drive {text}: pyemu's hard disks are IDE index 0 and 1 (index 2 is the CD-ROM)")
+            if disks[index] is not None:
+                raise ValueError(f"-drive {text}: IDE index {index} is already in use")
+            disks[index] = spec
+    return cdrom

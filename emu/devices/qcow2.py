@@ -372,13 +372,17 @@ class Qcow2Image:
         return bool(entry & OFFSET_MASK)
 
     # -- refcounts -------------------------------------------------------------------------------
+    def load_refcount_table(self) -> None:
+        h = self.h
+        n = h.refcount_table_clusters * self.cluster_size // 8
+        self.rc_table = list(struct.unpack(f">{n}Q", self._pread(h.refcount_table_offset, n * 8)))
+
     def _prepare_write(self) -> None:
         """Load the refcount table and find the end of the file; clear unknown autoclear bits."""
         if self._write_ready:
             return
         h = self.h
-        n = h.refcount_table_clusters * self.cluster_size // 8
-        self.rc_table = list(struct.unpack(f">{n}Q", self._pread(h.refcount_table_offset, n * 8)))
+        self.load_refcount_table()
         end = os.fstat(self.fd).st_size
         self._next_free = -(-end // self.cluster_size)
         if h.version >= 3 and h.autoclear:
@@ -402,7 +406,14 @@ class Qcow2Image:
         bi, idx = divmod(hcluster, self.rc_entries)
         if bi >= len(self.rc_table) or not self.rc_table[bi] & OFFSET_MASK:
             return 0
-        return struct.unpack_from(">H", self._rc_block(self.rc_table[bi] & OFFSET_MASK), idx * 2)[0]
+        blk = self._rc_block(self.rc_table[bi] & OFFSET_MASK)
+        bits = self.refcount_bits
+        if bits == 16:
+            return blk[idx * 2] << 8 | blk[idx * 2 + 1]
+        if bits < 8:  # packed, the lowest bits first
+            return blk[idx * bits // 8] >> (idx * bits % 8) & ((1 << bits) - 1)
+        nbytes = bits // 8
+        return int.from_bytes(blk[idx * nbytes:(idx + 1) * nbytes], "big")
 
     def _set_refcount(self, hcluster: int, value: int) -> None:
         if not 0 <= value <= 0xFFFF:
