@@ -183,7 +183,9 @@ def cmd_info(args) -> int:
     if h is not None:
         out.append(f"cluster_size: {h.cluster_size}")
         if h.backing_file:
-            out.append(f"backing file: {h.backing_file}")
+            actual = os.path.join(os.path.dirname(args.file), h.backing_file)  # as qemu-img names it
+            out.append(f"backing file: {h.backing_file}" + (f" (actual path: {actual})" if actual != h.backing_file
+                                                             else ""))
             if h.backing_format:
                 out.append(f"backing file format: {h.backing_format}")
         out.append("Format specific information:")
