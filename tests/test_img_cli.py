@@ -159,13 +159,13 @@ def test_drive_errors_are_one_line(tmp_path):
 # Prints to COM1, copies itself to LBA 1 with INT 13h AH=03h and leaves through isa-debug-exit (0x10:
 # status 33; 0x11, status 35, when the write failed).
 BODY = """
-    mov [drive], dl
+    mov [0x500], dl         ; kept outside the sector, which is copied as it was loaded
     mov si, hello
     call puts
     mov ax, 0x0301
     mov cx, 0x0002
     xor dh, dh
-    mov dl, [drive]
+    mov dl, [0x500]
     mov bx, 0x7c00
     int 0x13
     mov al, 0x11
@@ -192,7 +192,6 @@ puts:
     jmp puts
 .ret:
     ret
-drive: db 0
 hello: db "qcow2 boot", 13, 10, 0
 wrote: db "wrote LBA 1", 13, 10, 0
 """
