@@ -20,13 +20,13 @@ import sys
 from emu.devices.diskimage import SECTOR_SIZE, DiskError
 from emu.devices.imageformat import FORMATS, open_image, probe_format
 from emu.devices.qcow2 import (
-    EXT_BITMAPS,
     INCOMPAT_CORRUPT,
     OFFSET_MASK,
     OFLAG_COMPRESSED,
     OFLAG_COPIED,
     Header,
     Qcow2Image,
+    bitmap_ranges,
     create,
     read_header,
 )
@@ -324,8 +324,9 @@ def check_qcow2(path: str) -> CheckResult:
             pos += (40 + extra + id_len + name_len + 7) & ~7
         if h.nb_snapshots:
             count(h.snapshots_offset, pos - h.snapshots_offset)
-        if h.version >= 3 and EXT_BITMAPS in h.extensions:
-            _count_bitmaps(file.fd, h, count)
+        if h.version >= 3 and h.autoclear & 1:  # bitmaps count only while their autoclear bit is set
+            for off, length in bitmap_ranges(file.fd, h, os.pread(file.fd, cs, 0)):
+                count(off, length)
         # compare
         last = max([nclusters - 1, *refs.keys()]) if refs or nclusters else -1
         for hc in range(last + 1):
@@ -361,33 +362,6 @@ def check_qcow2(path: str) -> CheckResult:
     finally:
         file.close()
     return res
-
-
-def _count_bitmaps(fd: int, h: Header, count) -> None:
-    """The persistent dirty bitmaps' directory, tables and data clusters (bitmaps extension)."""
-    head = os.pread(fd, h.cluster_size, 0)
-    off = h.header_length
-    while off + 8 <= len(head):
-        etype, elen = struct.unpack_from(">II", head, off)
-        if etype == 0:
-            return
-        if etype == EXT_BITMAPS and elen >= 24:
-            nb, _, dir_size, dir_off = struct.unpack_from(">IIQQ", head, off + 8)
-            count(dir_off, dir_size)
-            directory = os.pread(fd, dir_size, dir_off)
-            pos = 0
-            for _ in range(nb):
-                if pos + 24 > len(directory):
-                    break
-                t_off, t_size, _, _, _, name_size, extra = struct.unpack_from(">QIIBBHI", directory, pos)
-                count(t_off, t_size * 8)
-                table = os.pread(fd, t_size * 8, t_off)
-                for e in struct.unpack(f">{len(table) // 8}Q", table):
-                    if e & OFFSET_MASK:
-                        count(e & OFFSET_MASK, h.cluster_size)
-                pos += (24 + extra + name_size + 7) & ~7
-            return
-        off += 8 + ((elen + 7) & ~7)
 
 
 def cmd_check(args) -> int:

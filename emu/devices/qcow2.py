@@ -385,11 +385,39 @@ class Qcow2Image:
         self.load_refcount_table()
         end = os.fstat(self.fd).st_size
         self._next_free = -(-end // self.cluster_size)
-        if h.version >= 3 and h.autoclear:
-            # our writes do not keep bitmaps (bit 0) or other autoclear data up to date: drop them
-            h.autoclear = 0
-            self._pwrite(88, struct.pack(">Q", 0))
+        if h.version >= 3 and (h.autoclear or EXT_BITMAPS in h.extensions):
+            self._drop_bitmaps()
         self._write_ready = True
+
+    def _drop_bitmaps(self) -> None:
+        """Writes that do not update the persistent dirty bitmaps make them stale: remove them.
+
+        The spec's minimum is to clear the autoclear bits (readers then ignore the bitmaps, and
+        their clusters show as leaks); here the bitmaps extension goes too, in the same header
+        write, and then its clusters are released, so the image stays leak-free."""
+        h, cs = self.h, self.cluster_size
+        head = bytearray(self._pread(0, cs))
+        ranges = bitmap_ranges(self.fd, h, head) if h.autoclear & 1 else []
+        exts, end, off = [], h.header_length, h.header_length
+        while off + 8 <= cs:
+            etype, elen = struct.unpack_from(">II", head, off)
+            size = 8 + ((elen + 7) & ~7)
+            if etype == EXT_END:
+                end = off + 8
+                break
+            if etype != EXT_BITMAPS:
+                exts.append(bytes(head[off:off + size]))
+            off += size
+        new = b"".join(exts) + struct.pack(">II", EXT_END, 0)
+        head[h.header_length:end] = new + bytes(end - h.header_length - len(new))
+        struct.pack_into(">Q", head, 88, 0)
+        self._pwrite(0, head[:end])  # one write: the autoclear bits and the extension go together
+        h.autoclear = 0
+        h.extensions = [e for e in h.extensions if e != EXT_BITMAPS]
+        for roff, rlen in ranges:
+            for hc in range(roff // cs, (roff + rlen - 1) // cs + 1):
+                if self.refcount(hc):
+                    self._add_refcount(hc, -1)
 
     def _rc_block(self, block_off: int) -> bytearray:
         blk = self._rc_cache.get(block_off)
@@ -601,6 +629,35 @@ class Qcow2Image:
     def __repr__(self) -> str:
         mode = "snapshot" if self.snapshot else "ro" if self.readonly else "rw"
         return f"Qcow2Image({self.path!r}, {self.sectors} sectors, {mode})"
+
+
+def bitmap_ranges(fd: int, h: Header, head: bytes) -> list[tuple[int, int]]:
+    """The (offset, length) of every host area the bitmaps extension uses: its directory, each
+    bitmap's table and the table's data clusters."""
+    out: list[tuple[int, int]] = []
+    off = h.header_length
+    while off + 8 <= len(head):
+        etype, elen = struct.unpack_from(">II", head, off)
+        if etype == EXT_END:
+            break
+        if etype == EXT_BITMAPS and elen >= 24:
+            nb, _, dir_size, dir_off = struct.unpack_from(">IIQQ", head, off + 8)
+            out.append((dir_off, dir_size))
+            directory = os.pread(fd, dir_size, dir_off)
+            pos = 0
+            for _ in range(nb):
+                if pos + 24 > len(directory):
+                    break
+                t_off, t_size, _, _, _, name_size, extra = struct.unpack_from(">QIIBBHI", directory, pos)
+                out.append((t_off, t_size * 8))
+                table = os.pread(fd, t_size * 8, t_off)
+                for e in struct.unpack(f">{len(table) // 8}Q", table):
+                    if e & OFFSET_MASK:
+                        out.append((e & OFFSET_MASK, h.cluster_size))
+                pos += (24 + extra + name_size + 7) & ~7
+            break
+        off += 8 + ((elen + 7) & ~7)
+    return out
 
 
 # -- creating ------------------------------------------------------------------------------------

@@ -510,3 +510,46 @@ def test_stopping_after_any_file_write_leaves_a_consistent_image(tmp_path, clust
         p = qemu_img("check", path, check=False)
         assert p.returncode in (0, 3) and "ERROR" not in p.stderr, p.stdout + p.stderr
         path.unlink()
+
+
+@needs_qemu_img
+@needs_qemu_io
+def test_writing_drops_stale_dirty_bitmaps_without_leaking(tmp_path):
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(pattern(MIB))
+    path = tmp_path / "bm.qcow2"
+    qemu_img("convert", "-O", "qcow2", raw, path)
+    qemu_img("bitmap", "--add", path, "b0")
+    subprocess.run([QEMU_IO, "-c", "write -P 7 0 256k", str(path)], check=True, capture_output=True, timeout=60)
+    expected = bytearray(raw.read_bytes())
+    expected[:256 * 1024] = b"\x07" * (256 * 1024)
+    assert "bitmaps:" in qemu_img("info", path).stdout
+    with Qcow2Image.open(str(path)) as img:
+        img.write_sectors(1000, b"w" * 512)
+    expected[1000 * 512:1001 * 512] = b"w" * 512
+    exp = tmp_path / "exp.raw"
+    exp.write_bytes(expected)
+    assert "bitmaps:" not in qemu_img("info", path).stdout  # stale after our write: removed
+    assert_clean(path)
+    assert_same(path, exp)
+
+
+@needs_qemu_img
+@needs_qemu_io
+def test_internal_snapshots_read_only(tmp_path):
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(pattern(MIB))
+    path = tmp_path / "sn.qcow2"
+    qemu_img("convert", "-O", "qcow2", raw, path)
+    qemu_img("snapshot", "-c", "s1", path)
+    subprocess.run([QEMU_IO, "-c", "write -P 9 64k 64k", str(path)], check=True, capture_output=True, timeout=60)
+    expected = bytearray(raw.read_bytes())
+    expected[65536:131072] = b"\x09" * 65536
+    with pytest.raises(DiskError, match="internal snapshots"):
+        Qcow2Image.open(str(path))
+    with Qcow2Image.open(str(path), readonly=True) as img:  # the active state, not the snapshot's
+        assert img.read_sectors(0, 2048) == expected
+    p = subprocess.run([sys.executable, "-m", "emu", "img", "check", str(path)], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    q = qemu_img("check", path, check=False)
+    assert (p.returncode, p.stdout) == (q.returncode, q.stdout) == (0, q.stdout)
