@@ -250,3 +250,19 @@ def test_pyemu_written_qcow2_boots_in_qemu(tmp_path):
     assert qemu_img("check", disk).stdout.startswith("No errors were found")
     assert img("convert", "-O", "raw", disk, tmp_path / "back.raw").returncode == 0
     assert (tmp_path / "back.raw").read_bytes()[512:1024] == sector
+
+
+@needs_nasm
+@needs_qemu_img
+def test_qcow2_floppy(tmp_path):
+    sector = boot_sector(BODY)
+    raw = tmp_path / "floppy.raw"
+    raw.write_bytes(sector + bytes(1440 * 1024 - 512))
+    disk = tmp_path / "floppy.qcow2"
+    assert img("convert", "-O", "qcow2", raw, disk).returncode == 0
+    # probed as a floppy by its virtual size, as a raw 1.44 MB image is
+    assert _pyemu_boot(tmp_path, str(disk), "-snapshot") == EXPECTED_SERIAL
+    assert _pyemu_boot(tmp_path, "-drive", f"file={disk},if=floppy,index=0", "-boot", "a") == EXPECTED_SERIAL
+    assert qemu_img("check", disk).stdout.startswith("No errors were found")
+    qemu_img("convert", "-O", "raw", disk, tmp_path / "after.raw")
+    assert (tmp_path / "after.raw").read_bytes()[512:1024] == sector
