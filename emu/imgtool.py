@@ -434,6 +434,7 @@ def cmd_convert(args) -> int:
             return 0
         create(args.output, size, **qopts)
         with Qcow2Image.open(args.output) as dst:
+            dst.ordered_sync = False  # a new file: an interrupted convert is redone, not repaired
             for off in range(0, size, chunk):
                 n = min(chunk, size - off)
                 data = src.read_sectors(off // SECTOR_SIZE, n // SECTOR_SIZE)

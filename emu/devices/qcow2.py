@@ -21,8 +21,10 @@ that keeps the file consistent after a kill at any point, at worst with leaked c
 4. only then is the cluster it replaced (a compressed cluster, a copy) dereferenced.
 
 New clusters go at the end of the file, and a cluster whose count is not zero (left by a kill
-between 2 and 3) is never handed out again. `flush()` (ATA FLUSH CACHE) fsyncs the file, so
-what was written before a flush survives a power cut too.
+between 2 and 3) is never handed out again. Between the steps (once per guest write that allocates,
+not per cluster) the file is fdatasync'ed (`ordered_sync`, on by default), so the disk sees the
+writes in this order too and a power cut leaves the same consistent states as a kill. `flush()`
+(ATA FLUSH CACHE) fsyncs the file: what was written before it survives a power cut.
 
 `snapshot=True` (`-snapshot`) opens the file read-only and keeps written sectors in an in-memory
 overlay, as the raw image does. Images this module cannot write safely (refcount widths other than
@@ -183,6 +185,7 @@ class Qcow2Image:
         self.rc_table: list[int] = []
         self._next_free = 0
         self._write_ready = False
+        self.ordered_sync = True  # fdatasync at each ordering point (see the module docstring)
         need_l1 = -(-self.size // (cs * self.l2_entries))
         if header.l1_size < need_l1:
             raise DiskError(f"'{self.path}': qcow2 L1 table too small for the virtual size")
@@ -274,6 +277,14 @@ class Qcow2Image:
                 view, off = view[done:], off + done
         except OSError as e:
             raise DiskError(f"write error on '{self.path}': {e.strerror}") from None
+
+    def _barrier(self) -> None:
+        """What was written so far reaches the disk before what is written next (power-cut order)."""
+        if self.ordered_sync:
+            try:
+                os.fdatasync(self.fd)
+            except (OSError, AttributeError):
+                pass
 
     def _corrupt(self, what: str) -> DiskError:
         return DiskError(f"'{self.path}': corrupt qcow2 image: {what}")
@@ -412,6 +423,7 @@ class Qcow2Image:
         head[h.header_length:end] = new + bytes(end - h.header_length - len(new))
         struct.pack_into(">Q", head, 88, 0)
         self._pwrite(0, head[:end])  # one write: the autoclear bits and the extension go together
+        self._barrier()
         h.autoclear = 0
         h.extensions = [e for e in h.extensions if e != EXT_BITMAPS]
         for roff, rlen in ranges:
@@ -474,6 +486,7 @@ class Qcow2Image:
             self._next_free = max(self._next_free, hc + 1)
             self._add_refcount(hc, 1)  # in another block (made first if needed)
         self._rc_cache[off] = blk
+        self._barrier()
         self._pwrite(self.h.refcount_table_offset + bi * 8, struct.pack(">Q", off))
         self.rc_table[bi] = off
         return off
@@ -494,7 +507,9 @@ class Qcow2Image:
         self.h.refcount_table_offset = new_off
         for hc in range(first, first + clusters):
             self._add_refcount(hc, 1)
+        self._barrier()
         self._pwrite(48, struct.pack(">QI", new_off, clusters))
+        self._barrier()
         self.h.refcount_table_clusters = clusters
         for hc in range(old_off // cs, old_off // cs + old_clusters):
             self._add_refcount(hc, -1)
@@ -544,12 +559,15 @@ class Qcow2Image:
             return l2_off
         l2_off = self._alloc_cluster(bytes(self.cluster_size))
         entry = l2_off | OFLAG_COPIED
+        self._barrier()
         self._pwrite(self.h.l1_table_offset + l1_index * 8, struct.pack(">Q", entry))
         self.l1[l1_index] = entry
         self._l2_cache[l2_off] = [0] * self.l2_entries
         return l2_off
 
-    def _write_in_cluster(self, gcluster: int, in_off: int, data: bytes) -> None:
+    def _write_in_cluster(self, gcluster: int, in_off: int, data: bytes) -> tuple[int, int, int, int] | None:
+        """Write in place, or into a new counted cluster: then (L2 offset, index, new entry, old
+        entry) for the caller to point at it."""
         cs = self.cluster_size
         _, entry = self._l2_entry(gcluster)
         host = entry & OFFSET_MASK
@@ -559,7 +577,7 @@ class Qcow2Image:
                 raise self._corrupt(f"data cluster offset {host:#x} is not cluster aligned")
             if entry & OFLAG_COPIED or self.refcount(host // cs) == 1:
                 self._pwrite(host + in_off, data)  # in place
-                return
+                return None
         # a new cluster: the old contents (backing, compressed, zero) around the written part
         if len(data) == cs:
             full = bytes(data)
@@ -569,23 +587,40 @@ class Qcow2Image:
             full = bytes(old)
         l2_off = self._l2_for_write(gcluster)
         new = self._alloc_cluster(full)
-        l2_index = gcluster & (self.l2_entries - 1)
-        new_entry = new | OFLAG_COPIED
-        self._pwrite(l2_off + l2_index * 8, struct.pack(">Q", new_entry))
-        self._l2_table(l2_off)[l2_index] = new_entry
-        if entry:
-            self._release(entry)
+        return l2_off, gcluster & (self.l2_entries - 1), new | OFLAG_COPIED, entry
 
     def write_bytes(self, off: int, data: bytes) -> None:
         """Write `data` at guest byte `off` (sector aligned) into the file, without the overlay."""
         self._prepare_write()
         cs = self.cluster_size
         view = memoryview(bytes(data))
+        pending = []
         while view:
             gcluster, in_off = divmod(off, cs)
             chunk = min(len(view), cs - in_off)
-            self._write_in_cluster(gcluster, in_off, bytes(view[:chunk]))
+            new = self._write_in_cluster(gcluster, in_off, bytes(view[:chunk]))
+            if new is not None:
+                pending.append(new)
             view, off = view[chunk:], off + chunk
+        if not pending:
+            return
+        self._barrier()  # the new clusters and their counts before the entries that point at them
+        i = 0
+        while i < len(pending):  # runs of neighbouring entries of one L2 table: one write each
+            l2_off, index = pending[i][0], pending[i][1]
+            j = i + 1
+            while j < len(pending) and pending[j][0] == l2_off and pending[j][1] == index + (j - i):
+                j += 1
+            entries = [p[2] for p in pending[i:j]]
+            self._pwrite(l2_off + index * 8, struct.pack(f">{len(entries)}Q", *entries))
+            table = self._l2_table(l2_off)
+            table[index:index + len(entries)] = entries
+            i = j
+        old = [p[3] for p in pending if p[3] & (OFLAG_COMPRESSED | OFFSET_MASK)]
+        if old:
+            self._barrier()  # the entries no longer point at the old clusters before they are released
+            for entry in old:
+                self._release(entry)
 
     def write_sectors(self, lba: int, data: bytes) -> None:
         """Write whole sectors at `lba`, through to the file (or the overlay under -snapshot)."""
