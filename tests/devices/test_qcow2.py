@@ -553,3 +553,49 @@ def test_internal_snapshots_read_only(tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     q = qemu_img("check", path, check=False)
     assert (p.returncode, p.stdout) == (q.returncode, q.stdout) == (0, q.stdout)
+
+
+def test_pointers_are_written_after_a_barrier(tmp_path):
+    """For a power cut: every write of a pointer (L1 entry, L2 entry, refcount table entry, the
+    header's refcount table field) comes right after an fdatasync, or after another pointer write
+    of the same step; so what it points at, and its count, are on the disk first."""
+    path = tmp_path / "b.qcow2"
+    create(str(path), 64 * MIB, cluster_size=512)
+    img = Qcow2Image.open(str(path))
+    events: list = []
+    real_pwrite, real_barrier = img._pwrite, img._barrier
+    img._pwrite = lambda off, data: (events.append(("w", off, len(data))), real_pwrite(off, data))[1]
+    img._barrier = lambda: (events.append(("sync",)), real_barrier())[1]
+    for lba in range(0, 20000, 100):  # new L2 tables, data, refcount blocks, a bigger refcount table
+        img.write_sectors(lba, bytes([lba % 250 + 1]) * 512 * 100)
+    assert img.h.refcount_table_clusters > 1
+
+    def is_pointer(ev) -> bool:
+        if ev[0] != "w":
+            return False
+        off = ev[1]
+        l1 = img.h.l1_table_offset
+        if l1 <= off < l1 + img.h.l1_size * 8 or off == 48:
+            return True
+        if any(t <= off < t + n for t, n in tables.items()):  # a refcount table, once written whole
+            return not (off in tables and first_write.get(off) is ev)
+        # in an L2 table: all writes but the first, which fills the new table with zeros
+        return any(l2 <= off < l2 + 512 for l2 in l2s) and not (ev[2] == 512 and first_write.get(off) is ev)
+    tables = {512: 512, img.h.refcount_table_offset: img.h.refcount_table_clusters * 512}
+    l2s = {e & 0x00FFFFFFFFFFFE00 for e in img.l1 if e}
+    first_write: dict = {}
+    for ev in events:
+        if ev[0] == "w":
+            first_write.setdefault(ev[1], ev)
+    pointer_writes = 0
+    for i, ev in enumerate(events):
+        if is_pointer(ev):
+            pointer_writes += 1
+            j = i - 1
+            while j >= 0 and is_pointer(events[j]):
+                j -= 1
+            assert j >= 0 and events[j] == ("sync",), f"pointer write {ev} without a barrier before it"
+    assert pointer_writes > 200
+    img.close()
+    if QEMU_IMG:
+        assert_clean(path)
