@@ -223,6 +223,14 @@ def test_boots_qemu_img_qcow2_and_writes_through_int13(tmp_path):
     before = hashlib.sha256(disk.read_bytes()).hexdigest()
     # -snapshot: the guest's write goes to the overlay, the file is untouched
     assert _pyemu_boot(tmp_path, str(disk), "-snapshot") == EXPECTED_SERIAL
+    assert _pyemu_boot(tmp_path, "-drive", f"file={disk},snapshot=on") == EXPECTED_SERIAL
+    assert hashlib.sha256(disk.read_bytes()).hexdigest() == before
+    # readonly=on: the write fails (AH=03h returns CF), the guest says so with exit code 0x11
+    out = tmp_path / "ro.txt"
+    p = pyemu("-drive", f"file={disk},readonly=on", "-display", "none", "-serial", f"file:{out}", "-icount",
+              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "--timeout", "120")
+    assert p.returncode == (0x11 << 1) | 1, p.stderr
+    assert out.read_bytes() == b"qcow2 boot\r\n"
     assert hashlib.sha256(disk.read_bytes()).hexdigest() == before
     assert _pyemu_boot(tmp_path, "-drive", f"file={disk},format=qcow2,if=ide,index=0,media=disk") \
         == EXPECTED_SERIAL
