@@ -279,8 +279,12 @@ def test_zero_clusters(tmp_path):
     expected[256 * 1024:320 * 1024] = bytes(64 * 1024)
     with Qcow2Image.open(str(path)) as img:
         assert img.read_sectors(0, 2048) == expected
-        img.write_sectors(3, b"\x11" * 512)  # into a zero cluster
-        img.write_sectors(520, b"\x22" * 512)  # into a zero cluster that kept its host cluster
+        _, kept = img._l2_entry(0)
+        _, unmapped = img._l2_entry(4)
+        assert kept & 1 and kept & 0x00FFFFFFFFFFFE00  # zero flag, host cluster kept
+        assert unmapped & 1 and not unmapped & 0x00FFFFFFFFFFFE00
+        img.write_sectors(3, b"\x11" * 512)  # into a zero cluster that kept its host cluster (released)
+        img.write_sectors(520, b"\x22" * 512)  # into an unmapped zero cluster
         expected[3 * 512:4 * 512] = b"\x11" * 512
         expected[520 * 512:521 * 512] = b"\x22" * 512
         assert img.read_sectors(0, 2048) == expected
