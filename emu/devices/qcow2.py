@@ -28,8 +28,10 @@ writes in this order too and a power cut leaves the same consistent states as a 
 
 `snapshot=True` (`-snapshot`) opens the file read-only and keeps written sectors in an in-memory
 overlay, as the raw image does. Images this module cannot write safely (refcount widths other than
-16 bits, internal snapshots, the dirty or corrupt bits) open read-only-only: a writable open fails
-with a one-line `DiskError`; unknown incompatible features and encryption refuse any open.
+16 bits, internal snapshots, the dirty or corrupt bits) open only read-only (or with -snapshot): a
+writable open fails with a one-line `DiskError`; unknown incompatible features and encryption refuse
+any open. Persistent dirty bitmaps, which pyemu does not update, are removed by the first write (the
+spec's autoclear rule; their clusters are released, so the image stays leak-free).
 """
 
 from __future__ import annotations
