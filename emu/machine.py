@@ -44,9 +44,10 @@ class MachineError(Exception):
 @dataclass
 class MachineConfig:
     ram_mb: int = 128
-    floppies: list[str | None] = field(default_factory=lambda: [None, None])
-    disks: list[str | None] = field(default_factory=lambda: [None, None])
-    cdrom: str | None = None
+    # paths (raw or qcow2, probed) or -drive DriveSpecs (emu/devices/imageformat.py)
+    floppies: list[str | DriveSpec | None] = field(default_factory=lambda: [None, None])
+    disks: list[str | DriveSpec | None] = field(default_factory=lambda: [None, None])
+    cdrom: str | DriveSpec | None = None
     boot_order: str = ""
     snapshot: bool = False
     icount: bool = False
