@@ -45,6 +45,7 @@ def build_parser() -> _Parser:
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
 
     _add_boot_parser(sub)
+    sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
     return parser
 
 
@@ -124,6 +125,9 @@ def _add_boot_parser(sub) -> None:
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
     boot.add_argument("-device", dest="devices", action="append", default=[], metavar="DEV",
                       help="isa-debug-exit[,iobase=0xf4,iosize=0x04] or isa-debugcon[,iobase=0x402]")
+    boot.add_argument("-drive", dest="drives", action="append", default=[], metavar="SPEC",
+                      help="file=PATH[,format=raw|qcow2][,if=ide|floppy][,index=N][,media=disk|cdrom]"
+                           "[,snapshot=on][,readonly=on]")
     boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int,unimp")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
@@ -213,6 +217,7 @@ def _console_sink(spec: str, what: str):
 
 def _boot_config(args):
     from emu.devices.diskimage import floppy_format
+    from emu.devices.imageformat import place_drives, virtual_size
     from emu.machine import MachineConfig
 
     if args.start_paused and not (args.gdb_default or args.opt_gdb not in (None, "none")):
@@ -232,17 +237,17 @@ def _boot_config(args):
     cfg.floppies = [args.opt_fda, args.opt_fdb]
     cfg.disks = [args.opt_hda, args.opt_hdb]
     if args.image:
-        size = None
-        try:
-            size = os.stat(args.image).st_size
-        except OSError:
-            pass
+        size = virtual_size(args.image)
         if size is not None and floppy_format(size) is not None and cfg.floppies[0] is None:
             cfg.floppies[0] = args.image
         elif cfg.disks[0] is None:
             cfg.disks[0] = args.image
         else:
             raise UsageError(f"{args.image}: -hda is already given")
+    try:
+        cfg.cdrom = place_drives(args.drives, cfg.floppies, cfg.disks, cfg.cdrom)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.demo:
         from bios.demo import demo_floppy
 
@@ -431,6 +436,10 @@ def _stdin_usable() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["img"]:  # its own parser (emu/imgtool.py): qemu-img's option order
+        from emu.imgtool import main as img_main
+
+        return img_main(argv[1:])
     argv = _qemu_argv(argv)
     try:
         args = build_parser().parse_args(argv)
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_disasm(args)
         if args.command == "boot":
             return _cmd_boot(args)
-        raise UsageError("a command is needed: pyemu boot ... or pyemu disasm ... (see pyemu --help)")
+        raise UsageError("a command is needed: pyemu boot, disasm or img ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

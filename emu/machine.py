@@ -22,6 +22,7 @@ from emu.devices.diskimage import DiskError, DiskImage, floppy_medium
 from emu.devices.dma8237 import DmaController
 from emu.devices.fdc82077 import Fdc82077, FloppyDrive
 from emu.devices.i8042 import I8042
+from emu.devices.imageformat import DriveSpec, open_image
 from emu.devices.pci import PciBus
 from emu.devices.pic8259 import Pic8259Pair
 from emu.devices.pit8254 import Pit8254
@@ -43,9 +44,10 @@ class MachineError(Exception):
 @dataclass
 class MachineConfig:
     ram_mb: int = 128
-    floppies: list[str | None] = field(default_factory=lambda: [None, None])
-    disks: list[str | None] = field(default_factory=lambda: [None, None])
-    cdrom: str | None = None
+    # paths (raw or qcow2, probed) or -drive DriveSpecs (emu/devices/imageformat.py)
+    floppies: list[str | DriveSpec | None] = field(default_factory=lambda: [None, None])
+    disks: list[str | DriveSpec | None] = field(default_factory=lambda: [None, None])
+    cdrom: str | DriveSpec | None = None
     boot_order: str = ""
     snapshot: bool = False
     icount: bool = False
@@ -126,21 +128,27 @@ class Machine:
     # -- construction ----------------------------------------------------------------------------
     def _open_images(self) -> None:
         cfg = self.cfg
+
+        def open_one(item, readonly=False):  # a path (format probed) or a -drive DriveSpec
+            if isinstance(item, DriveSpec):
+                return item.open(snapshot=cfg.snapshot)
+            return open_image(item, readonly=readonly, snapshot=cfg.snapshot and not readonly)
+
         try:
             for i, path in enumerate(cfg.floppies[:2]):
                 if path:
-                    self.floppies[i] = DiskImage.open(path, snapshot=cfg.snapshot)
+                    self.floppies[i] = open_one(path)
             for i, img in enumerate(cfg.floppy_images[:2]):
                 if img is not None and self.floppies[i] is None:
                     self.floppies[i] = img
             for i, path in enumerate(cfg.disks[:2]):
                 if path:
-                    self.disks[i] = DiskImage.open(path, snapshot=cfg.snapshot)
+                    self.disks[i] = open_one(path)
             for i, img in enumerate(cfg.disk_images[:2]):
                 if img is not None and self.disks[i] is None:
                     self.disks[i] = img
             if cfg.cdrom:
-                self.cdrom = DiskImage.open(cfg.cdrom, readonly=True)
+                self.cdrom = open_one(cfg.cdrom, readonly=True)
             elif cfg.cdrom_image is not None:
                 self.cdrom = cfg.cdrom_image
         except DiskError as exc:
