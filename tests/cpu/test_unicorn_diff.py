@@ -509,7 +509,7 @@ def pyemu_run(bits: int, image: bytes, regs: dict[str, int], eflags: int, tier: 
         _cores[tier] = core_mod.CpuCore(ram_bytes=1 << 20, tier1_threshold=tier)
     c = _cores[tier]
     c.flush_blocks()
-    for attempt in range(2 if tier else 1):
+    for _attempt in range(2 if tier else 1):
         c.reset()
         c.mem[:DATA_END] = np.frombuffer(bytes(image), dtype=np.uint8)
         c.flush_tlb()
