@@ -261,3 +261,91 @@ def test_isa_debugcon_needs_debugcon_and_knows_only_iobase():
     assert "needs -debugcon" in one_line_error(p)
     p = pyemu("-device", "isa-debugcon,chardev=x", "-debugcon", "stdio", "-display", "none")
     assert "unknown property 'chardev'" in one_line_error(p)
+
+
+# -- image locking and read-only images (QEMU's rules) -------------------------------------------
+
+def _start_spinning(img: Path, started: Path, *extra: str) -> subprocess.Popen:
+    """A pyemu running a guest that writes 'S' to -debugcon and spins; returns once it is running."""
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "emu", "boot", *extra, "-display", "none",
+                             "-debugcon", f"file:{started}", "--timeout", "300"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 800  # allows a cold numba compile
+    while time.monotonic() < deadline and proc.poll() is None and not (started.exists() and started.read_bytes()):
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+
+
+@needs_nasm
+def test_an_image_in_use_for_writing_is_refused_to_a_second_pyemu(tmp_path):
+    img = write_floppy(tmp_path / "disk.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    first = _start_spinning(img, tmp_path / "started", "-fda", str(img))
+    try:
+        for extra in ((), ("-snapshot",)):  # a writer is refused, and so is a reader (QEMU: -snapshot too)
+            p = pyemu("-fda", str(img), *extra, "-display", "none", "--timeout", "30")
+            assert p.returncode == 1
+            line = one_line_error(p)
+            assert line.startswith('pyemu: error: Failed to get ') and '"write" lock' in line
+            assert line.endswith(f"{img} is in use by another process" if not extra
+                                 else f"{img} is being written by another process")
+    finally:
+        _stop(first)
+    assert first.returncode == 130
+
+
+@needs_nasm
+def test_readers_share_an_image_but_keep_a_writer_out(tmp_path):
+    img = write_floppy(tmp_path / "disk.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    first = _start_spinning(img, tmp_path / "started", "-fda", str(img), "-snapshot")
+    try:
+        p = pyemu("-fda", str(img), "-display", "none", "--timeout", "30")
+        assert p.returncode == 1
+        assert one_line_error(p) == f'pyemu: error: Failed to get "write" lock: {img} is in use by another process'
+        second = _start_spinning(img, tmp_path / "started2", "-fda", str(img), "-snapshot")
+        _stop(second)
+        assert second.returncode == 130
+    finally:
+        _stop(first)
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which a 0444 file is not writable (root normally writes anything)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: a 0444 file stays writable")
+    return ["setpriv", "--bounding-set=-dac_override"]
+
+
+@needs_nasm
+def test_an_image_the_user_cannot_write_is_refused_unless_snapshot(tmp_path):
+    img = write_floppy(tmp_path / "ro.img", boot_sector("mov al, 'K'\nout 0xe9, al\njmp done\n"))
+    img.chmod(0o444)
+    before = img.read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [*_without_root_override(), sys.executable, "-m", "emu", "boot", "-fda", str(img), "-display", "none",
+           "-icount", "--timeout", "60"]
+    p = subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, timeout=RUN_TIMEOUT)
+    assert p.returncode == 1
+    assert one_line_error(p) == (f"pyemu: error: cannot open disk image '{img}' for writing: Permission denied "
+                                 "(-snapshot boots it without writing to it)")
+    log = tmp_path / "debug.log"
+    p = subprocess.run([*cmd, "-snapshot", "-debugcon", f"file:{log}"], capture_output=True, env=env, cwd=ROOT,
+                       timeout=RUN_TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.decode().strip() == "pyemu: guest halted"
+    assert log.read_bytes() == b"K"
+    assert img.read_bytes() == before
