@@ -2,6 +2,20 @@
 
 Every failure a user can cause (a missing file, malformed hex, an unknown option) ends in one line
 `pyemu: error: ...` on stderr and exit status 1, never a Python traceback.
+
+How a run ends, on stderr (after `--stats`, which is written in every case):
+
+    guest halted (HLT, IF=0)       `pyemu: guest halted`                        status 0
+    guest reset under -no-reboot   `pyemu: guest reset (triple fault)` (or the source)  status 0
+    isa-debug-exit                 nothing                                      (V << 1) | 1
+    --timeout                      `pyemu: timeout after N s`                   124
+    Ctrl-C (SIGINT)                `pyemu: interrupted`                         130
+    SIGTERM / SIGHUP               `pyemu: terminating on signal 15` / `... 1`  143 / 129
+
+QEMU prints the same "terminating on signal N" line but exits 0 on SIGTERM, SIGHUP and SIGINT;
+pyemu exits 128 + N, the shell's convention and what Ctrl-C already gave, so that a script can
+tell a run that was stopped from one the guest finished. Disks are write-through and closed, the
+screen dump and the statistics are written, as on any other end.
 """
 
 from __future__ import annotations
@@ -9,9 +23,51 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 
 EXIT_ERROR = 1
+EXIT_TIMEOUT = 124  # as emu.mainloop.EXIT_TIMEOUT (not imported: the engine loads with it)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGTERM and SIGHUP handlers for a run. The first signal raises `Terminated` wherever the main
+    thread is (the compiled CPU loop returns to Python within a slice; a wait or a gdb socket read is
+    interrupted), so the run unwinds as for Ctrl-C. After `disarm()` (the run is over, pyemu is
+    closing disks and writing statistics) a signal is only remembered."""
+
+    NAMES = ("SIGTERM", "SIGHUP")  # Windows has no SIGHUP
+
+    def __init__(self):
+        self.received: int | None = None
+        self.armed = True
+
+    def install(self) -> None:
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    signal.signal(sig, self._handler)
+                except (ValueError, OSError):  # not the main thread (pyemu embedded): leave them
+                    pass
+
+    def _handler(self, signum, _frame) -> None:
+        if self.received is None:
+            self.received = signum
+            if self.armed:
+                self.armed = False
+                raise Terminated(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
 
 
 class UsageError(Exception):
@@ -280,6 +336,8 @@ def _cmd_boot(args) -> int:
     from emu.machine import Machine, MachineError
     from emu.mainloop import GuestError, MainLoop
 
+    signals = _StopSignals()
+    signals.install()
     cfg = _boot_config(args)
     gdb_listener = None
     gdb_spec = args.opt_gdb or ("tcp::1234" if args.gdb_default else None)
@@ -356,11 +414,14 @@ def _cmd_boot(args) -> int:
         error, status = str(exc), EXIT_ERROR
     except KeyboardInterrupt:
         error, status = "interrupted", 130
+    except Terminated as exc:
+        error, status = f"terminating on signal {exc.signum}", 128 + exc.signum
     except Exception as exc:  # noqa: BLE001 - a pyemu bug: still one line (PYEMU_DEBUG=1 re-raises)
         if os.environ.get("PYEMU_DEBUG"):
             raise
         error, status = f"internal error: {type(exc).__name__}: {exc} (PYEMU_DEBUG=1 shows where)", EXIT_ERROR
     finally:
+        signals.disarm()
         fe.close()
         machine.flush_serial()
         cfg.serial_backend.close()
@@ -393,6 +454,10 @@ def _cmd_boot(args) -> int:
         print(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}", file=sys.stderr)
     elif loop.halted_message:
         print("pyemu: guest halted", file=sys.stderr)
+    elif loop.reset_message:
+        print(f"pyemu: {loop.reset_message}", file=sys.stderr)
+    elif status == EXIT_TIMEOUT and args.timeout is not None:
+        print(f"pyemu: timeout after {args.timeout:g} s", file=sys.stderr)
     return status
 
 
@@ -422,3 +487,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyemu: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # before the run started (or in the instant after it ended)
+        print(f"pyemu: terminating on signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum

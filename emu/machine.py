@@ -73,6 +73,7 @@ class Machine:
         self.messages: list[str] = []
         self.exit_status: int | None = None
         self.reset_requested = False
+        self.reset_cause = ""  # what asked for the pending reset (-no-reboot says it)
         self.ram_bytes = cfg.ram_mb * MB
         if cfg.ram_mb < 1 or self.ram_bytes > 0xE000_0000:
             raise MachineError(f"-m {cfg.ram_mb}: RAM must be between 1 and 3584 MiB")
@@ -194,7 +195,8 @@ class Machine:
             names.pop()
         self.rtc.fill_standard_cmos(self.ram_bytes, tuple(names), sum(1 for d in self.disks if d),
                                     boot_order=self.boot_order)
-        self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12), on_reset=self.request_reset,
+        self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12),
+                           on_reset=lambda: self.request_reset("keyboard controller"),
                            on_a20=self.core.set_a20)
         self.i8042.attach(bus)
         # Unpaced, as QEMU's: a character leaves as soon as it is written (a guest polling THRE at
@@ -208,9 +210,9 @@ class Machine:
         self.vga.attach(bus)
         self.core.phys.add_mmio(self.vga.mmio_region())
         self._vga_window(self.vga.window_mmio)
-        self.port92 = Port92(on_a20=self.core.set_a20, on_reset=self.request_reset)
+        self.port92 = Port92(on_a20=self.core.set_a20, on_reset=lambda: self.request_reset("port 92h"))
         self.port92.attach(bus)
-        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
+        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset("port CF9h"), on_pam=self._on_pam)
         self.pci.attach(bus)
         if cfg.debugcon is not None:
             for port in sorted({DEBUGCON_PORT, *cfg.debugcon_ports}):
@@ -286,8 +288,10 @@ class Machine:
             self._mapped[id(region)] = (base, old)
             self.core.phys.mmio.insert(0, region)  # in front of any region it covers
 
-    def request_reset(self, *_args) -> None:
-        self.reset_requested = True  # every reset source is a port write: the loop sees it next
+    def request_reset(self, cause: str = "reset") -> None:
+        """A reset source fired (`cause` names it); every one is a port write, the loop sees it next."""
+        self.reset_requested = True
+        self.reset_cause = self.reset_cause or cause
 
     def request_exit(self, status: int) -> None:
         self.exit_status = status
@@ -306,6 +310,7 @@ class Machine:
     def reset(self) -> None:
         """A system reset: the CPU restarts at F000:FFF0, the devices return to power-on state."""
         self.reset_requested = False
+        self.reset_cause = ""
         self.core.reset()
         for dev in self.devices:
             try:

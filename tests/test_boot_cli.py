@@ -147,20 +147,25 @@ def test_debugcon_file_isa_debug_exit_and_stats_json(tmp_path):
 
 
 @needs_nasm
-def test_timeout_exits_124(tmp_path):
+def test_timeout_exits_124_says_so_and_writes_the_stats(tmp_path):
     img = write_floppy(tmp_path / "spin.img", boot_sector("jmp $\n"))
-    p = pyemu(str(img), "-display", "none", "--timeout", "2")
+    stats = tmp_path / "stats.json"
+    p = pyemu(str(img), "-display", "none", "--timeout", "2", "--stats-json", str(stats))
     assert p.returncode == 124
-    assert "Traceback" not in p.stderr.decode()
+    assert p.stderr.decode().strip() == "pyemu: timeout after 2 s"
+    assert json.loads(stats.read_text())["guest_instructions"] > 0
 
 
 @needs_nasm
-def test_no_reboot_on_triple_fault(tmp_path):
-    body = "lidt [bad]\nint 0x20\njmp done\nbad: dw 0\ndd 0\n"
+@pytest.mark.parametrize("body, cause", [
+    ("lidt [bad]\nint 0x20\njmp done\nbad: dw 0\ndd 0\n", "triple fault"),
+    ("mov al, 0xfe\nout 0x64, al\njmp $\n", "keyboard controller"),  # pulse the reset line
+])
+def test_no_reboot_ends_the_run_on_a_guest_reset_and_says_why(tmp_path, body, cause):
     img = write_floppy(tmp_path / "tf.img", boot_sector(body))
     p = pyemu(str(img), "-display", "none", "-no-reboot", "-icount", "--timeout", "60")
     assert p.returncode == 0
-    assert "Traceback" not in p.stderr.decode()
+    assert p.stderr.decode().strip() == f"pyemu: guest reset ({cause})"
 
 
 def test_demo_end_to_end(tmp_path):
@@ -349,3 +354,41 @@ def test_an_image_the_user_cannot_write_is_refused_unless_snapshot(tmp_path):
     assert p.stderr.decode().strip() == "pyemu: guest halted"
     assert log.read_bytes() == b"K"
     assert img.read_bytes() == before
+
+
+# -- SIGTERM and SIGHUP end a run as Ctrl-C does ---------------------------------------------------
+
+WRITE_THEN_SPIN = """
+    mov di, 0x1000          ; a sector of 'W' at 0:1000
+    mov cx, 512
+    mov al, 'W'
+    rep stosb
+    mov ax, 0x0301          ; INT 13h AH=03h: write 1 sector
+    mov cx, 0x0002          ; cylinder 0, sector 2
+    xor dx, dx              ; head 0, drive A:
+    mov bx, 0x1000
+    int 0x13
+    jc done
+    mov al, 'S'
+    out 0xe9, al
+    jmp $
+"""
+
+
+@needs_nasm
+@pytest.mark.parametrize("signame, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_end_the_run_cleanly(tmp_path, signame, status):
+    """The QEMU line `terminating on signal N`, status 128 + N, the guest's disk write kept and the
+    statistics written (pyemu's promise: the same as Ctrl-C)."""
+    import signal
+
+    img = write_floppy(tmp_path / "disk.img", boot_sector(WRITE_THEN_SPIN))
+    stats = tmp_path / "stats.json"
+    proc = _start_spinning(img, tmp_path / "started", "-fda", str(img), "--stats-json", str(stats))
+    sig = getattr(signal, signame)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status == 128 + sig
+    assert err.decode().strip() == f"pyemu: terminating on signal {int(sig)}"
+    assert json.loads(stats.read_text())["guest_instructions"] > 0
+    assert img.read_bytes()[512:1024] == b"W" * 512
