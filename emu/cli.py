@@ -100,7 +100,7 @@ def build_parser() -> _Parser:
     src.add_argument("--hex", help="the code as hex digits (spaces allowed)")
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
 
-    _add_boot_parser(sub)
+    parser.boot_parser = _add_boot_parser(sub)
     return parser
 
 
@@ -136,14 +136,18 @@ _SIZE_SUFFIX = {"": 1, "M": 1, "m": 1, "G": 1024, "g": 1024}
 
 
 def _qemu_argv(argv: list[str]) -> list[str]:
-    """QEMU's `-icount [shift=N]` has an optional value; fold it into `-icount=VALUE`."""
+    """QEMU's `-icount [shift=N]` has an optional value; fold it into `-icount=VALUE`. A value that
+    looks like options (`shift=x`) but is not a file is folded too, so that it is reported as a bad
+    -icount rather than as a missing disk image."""
     out: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "-icount":
-            if i + 1 < len(argv) and _ICOUNT_SPEC.match(argv[i + 1]):
-                out.append("-icount=" + argv[i + 1])
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and (_ICOUNT_SPEC.match(nxt) or (
+                    "=" in nxt and not nxt.startswith("-") and not os.path.exists(nxt))):
+                out.append("-icount=" + nxt)
                 i += 2
                 continue
             out.append("-icount=auto")
@@ -153,6 +157,53 @@ def _qemu_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_option_names(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown single-dash option such as `-drive` or `-nodefaults` by its name. argparse
+    would read `-drive file=x` as `-d rive` and the disk image `file=x`, and report the image."""
+    takes_value: set[str] = set()
+    known: set[str] = set()
+    for action in parser._actions:
+        known.update(action.option_strings)
+        if action.nargs is None and action.option_strings:
+            takes_value.update(action.option_strings)
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return
+        if a in takes_value:
+            i += 2  # its value may start with a dash (-append "-v")
+            continue
+        name = a.split("=", 1)[0]
+        if len(a) > 2 and a[0] == "-" and a[1].isalpha() and name not in known:
+            raise UsageError(f"unrecognized arguments: {a}")
+        i += 1
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be more than 0 seconds")
+    return value
+
+
+def _check_smp(text: str) -> None:
+    """QEMU's `-smp [cpus=]N[,maxcpus=N,sockets=N,dies=N,cores=N,threads=N]`: pyemu has one CPU."""
+    for i, part in enumerate(text.split(",")):
+        key, eq, val = part.partition("=")
+        if not eq and i == 0:
+            key, val = "cpus", key
+        if key not in ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads"):
+            raise UsageError(f"-smp {text}: unknown parameter {key!r}")
+        if not val.isdigit() or int(val) < 1:
+            raise UsageError(f"-smp {text}: {key} must be a number of at least 1")
+        if int(val) != 1:
+            raise UsageError(f"-smp {text}: pyemu has one CPU")
+
+
 def _ram_mb(text: str) -> int:
     m = re.fullmatch(r"(?:size=)?(\d+)([MmGg]?)", text.strip())
     if not m:
@@ -160,7 +211,7 @@ def _ram_mb(text: str) -> int:
     return int(m.group(1)) * _SIZE_SUFFIX[m.group(2)]
 
 
-def _add_boot_parser(sub) -> None:
+def _add_boot_parser(sub) -> _Parser:
     boot = sub.add_parser("boot", help="boot a PC from disk images (QEMU's options)", allow_abbrev=False)
     boot.add_argument("image", nargs="?", help="first hard disk (or floppy, by size)")
     boot.add_argument("--demo", action="store_true", help="boot the built-in demo image")
@@ -191,9 +242,11 @@ def _add_boot_parser(sub) -> None:
     boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
     boot.add_argument("--vga-rom", dest="vga_rom", metavar="PATH",
                       help="the PCI VGA's BIOS ROM with -bios (default: vgabios-stdvga.bin beside it)")
-    boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
+    boot.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                      help="stop after this long (status 124)")
     boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
     boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
+    return boot
 
 
 def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
@@ -272,8 +325,8 @@ def _boot_config(args):
         raise UsageError("-S needs -s or -gdb (pyemu has no monitor to continue from)")
     if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
-    if args.opt_smp not in (None, "1", "cpus=1"):
-        raise UsageError(f"-smp {args.opt_smp}: pyemu has one CPU")
+    if args.opt_smp is not None:
+        _check_smp(args.opt_smp)
     for opt in ("machine", "M"):
         value = getattr(args, f"opt_{opt}")
         if value is not None and value.split(",")[0] not in ("pc", "type=pc") \
@@ -310,6 +363,13 @@ def _boot_config(args):
                 if not re.fullmatch(r"[acdn]+", val):
                     raise UsageError(f"-boot {order}: drives are a (floppy), c (disk), d (CD)")
                 cfg.boot_order = val.replace("n", "")
+            elif key in ("menu", "strict"):
+                if val not in ("on", "off"):
+                    raise UsageError(f"-boot {order}: {key} is on or off")
+            elif key in ("splash", "splash-time", "reboot-timeout"):
+                pass  # firmware settings QEMU passes to SeaBIOS through fw_cfg, which pyemu lacks
+            else:
+                raise UsageError(f"-boot {order}: unknown parameter {key!r} (order, once, menu, strict, ...)")
     if args.icount is not None:
         cfg.icount = True
         if not _ICOUNT_SPEC.match(args.icount):
@@ -366,13 +426,29 @@ def _cmd_boot(args) -> int:
     else:
         try:
             cfg.serial_backend = open_backend(serial_spec)
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             raise UsageError(f"-serial: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"-serial {serial_spec}: {exc.strerror or exc}") from None
     cfg.debugcon_ports = _debugcon_ports(args.devices, bool(args.opt_debugcon))
     if args.opt_debugcon:
         cfg.debugcon, fh = _console_sink(args.opt_debugcon, "-debugcon")
         if fh is not None:
             to_close.append(fh)
+    log_mask, log_out = 0, sys.stderr
+    if args.log_items:
+        from emu.cpu.tracelog import parse_items  # imports numba, but compiles nothing yet
+
+        try:
+            log_mask = parse_items(args.log_items)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.opt_D:
+            try:
+                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
+            except OSError as exc:
+                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
+            to_close.append(log_out)
     try:
         machine = Machine(cfg)
     except MachineError as exc:
@@ -383,23 +459,9 @@ def _cmd_boot(args) -> int:
                   serial_input=serial_spec == "stdio")
     trace = None
     if args.log_items:
-        from emu.cpu.tracelog import TraceLog, parse_items
+        from emu.cpu.tracelog import TraceLog
 
-        try:
-            mask = parse_items(args.log_items)
-        except ValueError as exc:
-            machine.close()
-            raise UsageError(str(exc)) from None
-        if args.opt_D:
-            try:
-                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
-            except OSError as exc:
-                machine.close()
-                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
-            to_close.append(log_out)
-        else:
-            log_out = sys.stderr
-        trace = TraceLog(machine.core, mask, log_out)
+        trace = TraceLog(machine.core, log_mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
     if gdb_listener is not None:
         from emu.gdbstub import GdbStub
@@ -473,7 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     argv = _qemu_argv(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if argv[:1] == ["boot"]:
+            _check_option_names(parser.boot_parser, argv[1:])
+        args = parser.parse_args(argv)
         if args.command == "disasm":
             return _cmd_disasm(args)
         if args.command == "boot":

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from emu.clock import VirtualClock
 from emu.cpu import state as S
-from emu.cpu.core import CpuCore
 from emu.devices.ata import AtaController, AtaDrive, AtapiDrive
 from emu.devices.bus import IoBus
 from emu.devices.debug_exit import DebugExit
@@ -110,6 +109,10 @@ class Machine:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
         self.rom = rom
         self.vga_rom = self._load_vga_rom()
+        # the engine (numba) is loaded only now: every mistake in the configuration or the files
+        # above is reported without it
+        from emu.cpu.core import CpuCore
+
         self.core = CpuCore(self.ram_bytes, rom)
         self.st = self.core.st
         self.bus = IoBus()
