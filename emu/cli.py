@@ -49,15 +49,23 @@ class _StopSignals:
     def __init__(self):
         self.received: int | None = None
         self.armed = True
+        self._saved: dict = {}
 
     def install(self) -> None:
         for name in self.NAMES:
             sig = getattr(signal, name, None)
             if sig is not None:
                 try:
-                    signal.signal(sig, self._handler)
+                    self._saved[sig] = signal.signal(sig, self._handler)
                 except (ValueError, OSError):  # not the main thread (pyemu embedded): leave them
                     pass
+
+    def restore(self) -> None:
+        """Give the signals back to whoever had them (pyemu called in-process, e.g. by a test)."""
+        self.armed = False
+        for sig, old in self._saved.items():
+            signal.signal(sig, old)
+        self._saved.clear()
 
     def _handler(self, signum, _frame) -> None:
         if self.received is None:
@@ -389,6 +397,15 @@ def _boot_config(args):
 
 
 def _cmd_boot(args) -> int:
+    signals = _StopSignals()
+    signals.install()
+    try:
+        return _boot(args, signals)
+    finally:
+        signals.restore()
+
+
+def _boot(args, signals: _StopSignals) -> int:
     import json
 
     from emu.devices.uart16550 import StdioBackend, open_backend
@@ -396,8 +413,6 @@ def _cmd_boot(args) -> int:
     from emu.machine import Machine, MachineError
     from emu.mainloop import GuestError, MainLoop
 
-    signals = _StopSignals()
-    signals.install()
     cfg = _boot_config(args)
     gdb_listener = None
     gdb_spec = args.opt_gdb or ("tcp::1234" if args.gdb_default else None)
