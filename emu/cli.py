@@ -430,6 +430,9 @@ def _boot(args, signals: _StopSignals) -> int:
             check_path(args.screendump)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        _check_output_path("--screendump", args.screendump)
+    if args.stats_json:
+        _check_output_path("--stats-json", args.stats_json)
     if args.opt_display not in (None, "curses", "none"):
         raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
     mode = ("nographic" if args.nographic else args.opt_display
@@ -536,6 +539,16 @@ def _boot(args, signals: _StopSignals) -> int:
     elif status == EXIT_TIMEOUT and args.timeout is not None:
         print(f"pyemu: timeout after {args.timeout:g} s", file=sys.stderr)
     return status
+
+
+def _check_output_path(option: str, path: str) -> None:
+    """A file written at the end of the run: refuse at the start what cannot work then (a directory,
+    a missing directory), rather than after the guest ran."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: Is a directory")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: No such directory: {parent}")
 
 
 def _stdin_usable() -> bool:

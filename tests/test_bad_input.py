@@ -117,6 +117,8 @@ ROWS = DISK_ROWS + [
     ("-display-unknown", ("-display", "sdl"), "supported displays are curses and none"),
     ("-machine-unknown", ("-machine", "q35"), "pyemu has one machine"),
     ("--timeout-0", ("--timeout", "0"), "the timeout must be more than 0 seconds"),
+    ("--stats-json-dir", ("--stats-json", "{dir}"), "Is a directory"),
+    ("--screendump-no-dir", ("--screendump", "{missing}/shot.png"), "No such directory"),
 ]
 
 
