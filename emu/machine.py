@@ -127,8 +127,32 @@ class Machine:
             self.bus.register(TRAP_PORT, 1, None, self.bios.trap, owner=self.bios)
 
     # -- construction ----------------------------------------------------------------------------
+    def _check_drives_distinct(self) -> None:
+        """One file as two drives, one of them written (e.g. `-fda x.img -hda x.img`), is refused by
+        name: the image lock would otherwise call the other drive 'another process'."""
+        import os
+
+        cfg = self.cfg
+        seen: dict[tuple[int, int], tuple[str, bool]] = {}
+        drives = [(f"-fd{'ab'[i]}", p, not cfg.snapshot) for i, p in enumerate(cfg.floppies[:2])]
+        drives += [(f"-hd{'ab'[i]}", p, not cfg.snapshot) for i, p in enumerate(cfg.disks[:2])]
+        drives.append(("-cdrom", cfg.cdrom, False))
+        for option, path, writes in drives:
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                continue  # DiskImage.open says what is wrong with it
+            if st is None:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen and (writes or seen[key][1]):
+                raise MachineError(f"{path} is both {seen[key][0]} and {option}: one image, one drive "
+                                   "(unless -snapshot)")
+            seen.setdefault(key, (option, writes))
+
     def _open_images(self) -> None:
         cfg = self.cfg
+        self._check_drives_distinct()
         try:
             for i, path in enumerate(cfg.floppies[:2]):
                 if path:

@@ -80,6 +80,7 @@ DISK_ROWS = [
 
 ROWS = DISK_ROWS + [
     ("positional-missing", ("{missing}",), "not found"),
+    ("one-image-two-drives", ("-hda", "{garbage}", "-cdrom", "{garbage}"), "is both -hda and -cdrom"),
     ("-kernel-missing", ("-kernel", "{missing}"), "No such file or directory"),
     ("-kernel-empty", ("-kernel", "{empty}"), "not a Linux bzImage or a multiboot image"),
     ("-kernel-truncated", ("-kernel", "{bzimage}"), "truncated bzImage"),
