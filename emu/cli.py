@@ -510,35 +510,44 @@ def _boot(args, signals: _StopSignals) -> int:
         machine.close()
     if mode != "curses":
         for text in machine.messages:
-            print(f"pyemu: bios: {text}", file=sys.stderr)
+            _say(f"pyemu: bios: {text}")
     if args.screendump:
         from emu.screendump import write_screendump
 
         try:
             write_screendump(machine.vga, args.screendump)
         except OSError as exc:
-            print(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}", file=sys.stderr)
+            _say(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}")
             status = status or EXIT_ERROR
     if args.stats or args.stats_json:
         stats = loop.stats()
         if args.stats:
             for key, value in stats.items():
-                print(f"{key:>24}: {value}", file=sys.stderr)
+                _say(f"{key:>24}: {value}")
         if args.stats_json:
             try:
                 with open(args.stats_json, "w", encoding="utf-8") as out:
                     json.dump(stats, out, indent=1)
             except OSError as exc:
-                print(f"pyemu: error: --stats-json: {exc.strerror or exc}", file=sys.stderr)
+                _say(f"pyemu: error: --stats-json: {exc.strerror or exc}")
     if error:
-        print(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}", file=sys.stderr)
+        _say(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}")
     elif loop.halted_message:
-        print("pyemu: guest halted", file=sys.stderr)
+        _say("pyemu: guest halted")
     elif loop.reset_message:
-        print(f"pyemu: {loop.reset_message}", file=sys.stderr)
+        _say(f"pyemu: {loop.reset_message}")
     elif status == EXIT_TIMEOUT and args.timeout is not None:
-        print(f"pyemu: timeout after {args.timeout:g} s", file=sys.stderr)
+        _say(f"pyemu: timeout after {args.timeout:g} s")
     return status
+
+
+def _say(line: str) -> None:
+    """A line on stderr at the end of a run; a terminal that has gone (SIGHUP) must not turn the end
+    into a traceback, nor keep the statistics from being written."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _check_output_path(option: str, path: str) -> None:

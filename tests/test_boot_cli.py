@@ -392,3 +392,32 @@ def test_sigterm_and_sighup_end_the_run_cleanly(tmp_path, signame, status):
     assert err.decode().strip() == f"pyemu: terminating on signal {int(sig)}"
     assert json.loads(stats.read_text())["guest_instructions"] > 0
     assert img.read_bytes()[512:1024] == b"W" * 512
+
+
+@needs_nasm
+def test_closing_the_terminal_hangs_up_cleanly(tmp_path):
+    """The terminal pyemu draws on goes away (its window closed): the kernel sends SIGHUP; pyemu ends
+    with 129 and still writes its statistics, although nothing can be printed any more."""
+    import pty
+    import time
+
+    img = write_floppy(tmp_path / "spin.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    started, stats = tmp_path / "started", tmp_path / "stats.json"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pyemu on the terminal, the default (curses) display
+        os.environ["PYTHONPATH"] = str(ROOT)
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "emu", "boot", str(img), "-debugcon", f"file:{started}",
+                                  "--stats-json", str(stats), "--timeout", "300"])
+    deadline = time.monotonic() + 800  # allows a cold numba compile
+    try:
+        while time.monotonic() < deadline and not (started.exists() and started.read_bytes()):
+            try:
+                os.read(fd, 65536)  # keep the terminal drained
+            except OSError:
+                break
+    finally:
+        os.close(fd)  # hang up
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129
+    assert json.loads(stats.read_text())["guest_instructions"] > 0
