@@ -45,12 +45,29 @@ MB_MODS_ADDR = 0x9600
 MB_GDT_ADDR = 0x8F00
 
 
-def _read(path: str, what: str) -> bytes:
+def read_input_file(path: str, what: str, limit: int) -> bytes:
+    """The whole of a file the user named (`what` is the option), as one-line `BootError`s: missing,
+    unreadable, a directory, not a regular file (/dev/zero or a FIFO would be read forever or block),
+    or more than `limit` bytes (checked before reading it)."""
+    import os
+    import stat
+
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise BootError(f"{what} {path}: Is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise BootError(f"{what} {path}: not a regular file")
+            if st.st_size > limit:
+                raise BootError(f"{what} {path}: {st.st_size} bytes is too big (at most {limit})")
+            return fh.read(limit + 1)[:limit]
     except OSError as exc:
         raise BootError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def _read(path: str, what: str, ram_bytes: int) -> bytes:
+    return read_input_file(path, what, ram_bytes)  # nothing bigger than RAM can be loaded into it
 
 
 def find_multiboot(data: bytes) -> int | None:
@@ -66,8 +83,8 @@ class DirectBoot:
 
     def __init__(self, kernel: str, initrd: str | None, append: str, ram_bytes: int):
         self.kernel_path = kernel
-        self.kernel = _read(kernel, "-kernel")
-        self.initrd = _read(initrd, "-initrd") if initrd else None
+        self.kernel = _read(kernel, "-kernel", ram_bytes)
+        self.initrd = _read(initrd, "-initrd", ram_bytes) if initrd else None
         self.append = append or ""
         self.ram_bytes = ram_bytes
         k = self.kernel

@@ -100,11 +100,12 @@ class Machine:
 
             rom = build_rom()
         else:
+            from emu.bootproto import BootError, read_input_file
+
             try:
-                with open(cfg.bios_file, "rb") as fh:
-                    rom = fh.read()
-            except OSError as exc:
-                raise MachineError(f"-bios {cfg.bios_file}: {exc.strerror or exc}") from None
+                rom = read_input_file(cfg.bios_file, "-bios", 0x40000)
+            except BootError as exc:
+                raise MachineError(str(exc)) from None
             if not rom or len(rom) % 0x10000 or len(rom) > 0x40000:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
         self.rom = rom
@@ -192,11 +193,12 @@ class Machine:
                 return None
         elif cfg.bios_file is None:
             raise MachineError("--vga-rom needs -bios (the built-in BIOS does INT 10h itself)")
+        from emu.bootproto import BootError, read_input_file
+
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise MachineError(f"--vga-rom {path}: {exc.strerror or exc}") from None
+            data = read_input_file(path, "--vga-rom", VGA_ROM_MAX)
+        except BootError as exc:
+            raise MachineError(str(exc)) from None
         if len(data) < 3 or data[:2] != b"\x55\xaa" or len(data) > VGA_ROM_MAX:
             raise MachineError(f"--vga-rom {path}: not an option ROM (55AAh, at most 64 KiB)")
         return data

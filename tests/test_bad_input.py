@@ -2,10 +2,11 @@
 mistake a user can make on the command line ends in exit status 1 and exactly one stderr line
 `pyemu: error: ...`, never a traceback, and before the engine is loaded (so it is quick).
 
-Paths are tried missing, empty, truncated, as garbage and as a directory for each option that takes
-a file, where that is a mistake. Not rows, because they are not mistakes: garbage as -hda/-fda/-cdrom
-(a raw image has no format: any bytes are a disk, which the BIOS finds not bootable), garbage or an
-empty file as -initrd (any bytes are an initrd), and 64 KiB of garbage as -bios (any bytes are a ROM).
+Paths are tried missing, empty, truncated, as garbage, as a directory and as something endless or
+blocking (/dev/zero, a FIFO) for each option that takes a file, where that is a mistake. Not rows,
+because they are not mistakes: garbage as -hda/-fda/-cdrom (a raw image has no format: any bytes are
+a disk, which the BIOS finds not bootable), garbage or an empty file as -initrd (any bytes are an
+initrd), and 64 KiB of garbage as -bios (any bytes are a ROM).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _truncated_bzimage() -> bytes:
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad-input")
     paths = {name: d / name for name in ("missing", "empty", "truncated", "garbage", "dir", "kernel",
-                                         "bzimage", "initrd_3m", "rom_1000")}
+                                         "bzimage", "initrd_3m", "initrd_1m5", "rom_1000")}
     paths["empty"].write_bytes(b"")
     paths["truncated"].write_bytes(b"\xeb\xfe" * 50)  # 100 bytes: less than one sector
     paths["garbage"].write_bytes(bytes((i * 7919 + 13) & 0xFF for i in range(64 * 1024)))
@@ -63,7 +64,11 @@ def files(tmp_path_factory):
     paths["kernel"].write_bytes(_multiboot_kernel())
     paths["bzimage"].write_bytes(_truncated_bzimage())
     paths["initrd_3m"].write_bytes(bytes(3 << 20))
+    paths["initrd_1m5"].write_bytes(bytes(3 << 19))
     paths["rom_1000"].write_bytes(b"\x90" * 1000)
+    paths["fifo"] = d / "fifo"
+    os.mkfifo(paths["fifo"])  # opening it for reading would wait for a writer forever
+    paths["devzero"] = Path(os.devnull).with_name("zero")  # endless: reading it all never ends
     with socket.socket() as busy:  # a port in use for -gdb
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -80,6 +85,12 @@ DISK_ROWS = [
 
 ROWS = DISK_ROWS + [
     ("positional-missing", ("{missing}",), "not found"),
+    ("-cdrom-fifo", ("-cdrom", "{fifo}"), "is not a file or a block device"),
+    ("-hda-char-device", ("-snapshot", "-hda", "{devzero}"), "is not a file or a block device"),
+    ("-kernel-endless", ("-kernel", "{devzero}"), "not a regular file"),
+    ("-kernel-bigger-than-ram", ("-kernel", "{initrd_3m}", "-m", "2"), "is too big"),
+    ("-initrd-endless", ("-kernel", "{kernel}", "-initrd", "{devzero}"), "not a regular file"),
+    ("-bios-endless", ("-bios", "{devzero}"), "not a regular file"),
     ("one-image-two-drives", ("-hda", "{garbage}", "-cdrom", "{garbage}"), "is both -hda and -cdrom"),
     ("-kernel-missing", ("-kernel", "{missing}"), "No such file or directory"),
     ("-kernel-empty", ("-kernel", "{empty}"), "not a Linux bzImage or a multiboot image"),
@@ -88,7 +99,9 @@ ROWS = DISK_ROWS + [
     ("-kernel-dir", ("-kernel", "{dir}"), "Is a directory"),
     ("-initrd-missing", ("-kernel", "{kernel}", "-initrd", "{missing}"), "No such file or directory"),
     ("-initrd-dir", ("-kernel", "{kernel}", "-initrd", "{dir}"), "Is a directory"),
-    ("-initrd-too-big-for-m", ("-kernel", "{kernel}", "-initrd", "{initrd_3m}", "-m", "2"), "does not fit in RAM"),
+    ("-initrd-no-room-beside-kernel", ("-kernel", "{kernel}", "-initrd", "{initrd_1m5}", "-m", "2"),
+     "does not fit in RAM"),
+    ("-initrd-bigger-than-ram", ("-kernel", "{kernel}", "-initrd", "{initrd_3m}", "-m", "2"), "is too big"),
     ("-initrd-without-kernel", ("-initrd", "{garbage}"), "need -kernel"),
     ("-bios-missing", ("-bios", "{missing}"), "No such file or directory"),
     ("-bios-empty", ("-bios", "{empty}"), "must be 64, 128, 192 or 256 KiB"),

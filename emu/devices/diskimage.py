@@ -113,6 +113,8 @@ class DiskImage:
             raise DiskError(f"cannot open disk image '{path}': {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             raise DiskError(f"disk image '{path}' is a directory")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):  # a FIFO would block the open
+            raise DiskError(f"disk image '{path}' is not a file or a block device")
         want_write = not readonly and not snapshot
         flags = (os.O_RDWR if want_write else os.O_RDONLY) | getattr(os, "O_BINARY", 0)
         try:
