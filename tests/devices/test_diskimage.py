@@ -212,3 +212,22 @@ def test_chs_lba_round_trip(c, h, s, data):
     assert chs_to_lba(*lba_to_chs(lba, g), g) == lba
     cc, hh, ss = lba_to_chs(lba, g)
     assert cc < c and hh < h and 1 <= ss <= s
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX locks")
+def test_flock_is_the_lock_where_ofd_locks_are_missing(tmp_path, monkeypatch):
+    """macOS and the BSDs have no F_OFD_SETLK: the same rules hold with flock."""
+    import fcntl
+
+    monkeypatch.delattr(fcntl, "F_OFD_SETLK", raising=False)
+    path = str(make_image(tmp_path))
+    a = DiskImage.open(path, snapshot=True)
+    b = DiskImage.open(path, readonly=True)
+    with pytest.raises(DiskError, match='^Failed to get "write" lock: '):
+        DiskImage.open(path)
+    a.close()
+    b.close()
+    writer = DiskImage.open(path)
+    with pytest.raises(DiskError, match='^Failed to get shared "write" lock: '):
+        DiskImage.open(path, snapshot=True)
+    writer.close()
