@@ -45,12 +45,29 @@ MB_MODS_ADDR = 0x9600
 MB_GDT_ADDR = 0x8F00
 
 
-def _read(path: str, what: str) -> bytes:
+def read_input_file(path: str, what: str, limit: int) -> bytes:
+    """The whole of a file the user named (`what` is the option), as one-line `BootError`s: missing,
+    unreadable, a directory, not a regular file (/dev/zero or a FIFO would be read forever or block),
+    or more than `limit` bytes (checked before reading it)."""
+    import os
+    import stat
+
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise BootError(f"{what} {path}: Is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise BootError(f"{what} {path}: not a regular file")
+            if st.st_size > limit:
+                raise BootError(f"{what} {path}: {st.st_size} bytes is too big (at most {limit})")
+            return fh.read(limit + 1)[:limit]
     except OSError as exc:
         raise BootError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def _read(path: str, what: str, ram_bytes: int) -> bytes:
+    return read_input_file(path, what, ram_bytes)  # nothing bigger than RAM can be loaded into it
 
 
 def find_multiboot(data: bytes) -> int | None:
@@ -66,8 +83,8 @@ class DirectBoot:
 
     def __init__(self, kernel: str, initrd: str | None, append: str, ram_bytes: int):
         self.kernel_path = kernel
-        self.kernel = _read(kernel, "-kernel")
-        self.initrd = _read(initrd, "-initrd") if initrd else None
+        self.kernel = _read(kernel, "-kernel", ram_bytes)
+        self.initrd = _read(initrd, "-initrd", ram_bytes) if initrd else None
         self.append = append or ""
         self.ram_bytes = ram_bytes
         k = self.kernel
@@ -84,6 +101,8 @@ class DirectBoot:
             self.setup_size = (setup_sects + 1) * 512
             if len(k) <= self.setup_size:
                 raise BootError(f"-kernel {kernel}: truncated bzImage")
+            if self.initrd and self._linux_initrd_addr() < HIGH_LOAD + len(k) - self.setup_size:
+                raise BootError("-initrd: the initrd does not fit in RAM with the kernel (try a larger -m)")
         else:
             off = find_multiboot(k)
             if off is None:
@@ -91,8 +110,16 @@ class DirectBoot:
             self.kind = "multiboot"
             self.mb_offset = off
             self._check_multiboot()
+            if self.initrd and self._multiboot_module_addr() + len(self.initrd) > ram_bytes:
+                raise BootError("-initrd: the module does not fit in RAM (try a larger -m)")
 
     # -- Linux -----------------------------------------------------------------------------------
+    def _linux_initrd_addr(self) -> int:
+        """Where the initrd goes: as high as the header's initrd_addr_max and RAM allow."""
+        max_addr = struct.unpack_from("<I", self.kernel, 0x22C)[0] if self.version >= 0x203 else DEFAULT_INITRD_MAX
+        top = min(max_addr + 1, self.ram_bytes)
+        return (top - len(self.initrd)) & ~0xFFF
+
     def load_linux(self, m) -> None:
         core = m.core
         k = bytearray(self.kernel)
@@ -107,9 +134,7 @@ class DirectBoot:
         struct.pack_into("<H", setup, 0x224, (CMDLINE_ADDR - REAL_ADDR - 0x200) & 0xFFFF)
         struct.pack_into("<I", setup, 0x228, CMDLINE_ADDR)
         if self.initrd:
-            max_addr = struct.unpack_from("<I", setup, 0x22C)[0] if self.version >= 0x203 else DEFAULT_INITRD_MAX
-            top = min(max_addr + 1, m.ram_bytes)
-            addr = (top - len(self.initrd)) & ~0xFFF
+            addr = self._linux_initrd_addr()
             kernel_end = HIGH_LOAD + len(k) - self.setup_size
             if addr < kernel_end:
                 raise BootError("-initrd: the initrd does not fit in RAM with the kernel (try a larger -m)")
@@ -161,6 +186,11 @@ class DirectBoot:
             if addr + memsz > self.ram_bytes:
                 raise BootError(f"-kernel {self.kernel_path}: loads above the end of RAM (try a larger -m)")
 
+    def _multiboot_module_addr(self) -> int:
+        """The initrd (module) goes at the first page boundary after the kernel's segments."""
+        top = max(addr + memsz for addr, _d, memsz in self.segments)
+        return (top + 0xFFF) & ~0xFFF
+
     def load_multiboot(self, m) -> None:
         core, st = m.core, m.st
         for addr, data, memsz in self.segments:
@@ -172,8 +202,7 @@ class DirectBoot:
         core.write_phys(MB_CMDLINE_ADDR, cmdline)
         struct.pack_into("<I", info, 16, MB_CMDLINE_ADDR)
         if self.initrd:
-            top = max(addr + memsz for addr, _d, memsz in self.segments)
-            mod = (top + 0xFFF) & ~0xFFF
+            mod = self._multiboot_module_addr()
             if mod + len(self.initrd) > m.ram_bytes:
                 raise BootError("-initrd: the module does not fit in RAM (try a larger -m)")
             core.write_phys(mod, self.initrd)

@@ -2,6 +2,20 @@
 
 Every failure a user can cause (a missing file, malformed hex, an unknown option) ends in one line
 `pyemu: error: ...` on stderr and exit status 1, never a Python traceback.
+
+How a run ends, on stderr (after `--stats`, which is written in every case):
+
+    guest halted (HLT, IF=0)       `pyemu: guest halted`                        status 0
+    guest reset under -no-reboot   `pyemu: guest reset (triple fault)` (or the source)  status 0
+    isa-debug-exit                 nothing                                      (V << 1) | 1
+    --timeout                      `pyemu: timeout after N s`                   124
+    Ctrl-C (SIGINT)                `pyemu: interrupted`                         130
+    SIGTERM / SIGHUP               `pyemu: terminating on signal 15` / `... 1`  143 / 129
+
+QEMU prints the same "terminating on signal N" line but exits 0 on SIGTERM, SIGHUP and SIGINT;
+pyemu exits 128 + N, the shell's convention and what Ctrl-C already gave, so that a script can
+tell a run that was stopped from one the guest finished. Disks are write-through and closed, the
+screen dump and the statistics are written, as on any other end.
 """
 
 from __future__ import annotations
@@ -9,9 +23,59 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 
 EXIT_ERROR = 1
+EXIT_TIMEOUT = 124  # as emu.mainloop.EXIT_TIMEOUT (not imported: the engine loads with it)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGTERM and SIGHUP handlers for a run. The first signal raises `Terminated` wherever the main
+    thread is (the compiled CPU loop returns to Python within a slice; a wait or a gdb socket read is
+    interrupted), so the run unwinds as for Ctrl-C. After `disarm()` (the run is over, pyemu is
+    closing disks and writing statistics) a signal is only remembered."""
+
+    NAMES = ("SIGTERM", "SIGHUP")  # Windows has no SIGHUP
+
+    def __init__(self):
+        self.received: int | None = None
+        self.armed = True
+        self._saved: dict = {}
+
+    def install(self) -> None:
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    self._saved[sig] = signal.signal(sig, self._handler)
+                except (ValueError, OSError):  # not the main thread (pyemu embedded): leave them
+                    pass
+
+    def restore(self) -> None:
+        """Give the signals back to whoever had them (pyemu called in-process, e.g. by a test)."""
+        self.armed = False
+        for sig, old in self._saved.items():
+            signal.signal(sig, old)
+        self._saved.clear()
+
+    def _handler(self, signum, _frame) -> None:
+        if self.received is None:
+            self.received = signum
+            if self.armed:
+                self.armed = False
+                raise Terminated(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
 
 
 class UsageError(Exception):
@@ -44,7 +108,7 @@ def build_parser() -> _Parser:
     src.add_argument("--hex", help="the code as hex digits (spaces allowed)")
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
 
-    _add_boot_parser(sub)
+    parser.boot_parser = _add_boot_parser(sub)
     sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
     return parser
 
@@ -81,14 +145,18 @@ _SIZE_SUFFIX = {"": 1, "M": 1, "m": 1, "G": 1024, "g": 1024}
 
 
 def _qemu_argv(argv: list[str]) -> list[str]:
-    """QEMU's `-icount [shift=N]` has an optional value; fold it into `-icount=VALUE`."""
+    """QEMU's `-icount [shift=N]` has an optional value; fold it into `-icount=VALUE`. A value that
+    looks like options (`shift=x`) but is not a file is folded too, so that it is reported as a bad
+    -icount rather than as a missing disk image."""
     out: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "-icount":
-            if i + 1 < len(argv) and _ICOUNT_SPEC.match(argv[i + 1]):
-                out.append("-icount=" + argv[i + 1])
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and (_ICOUNT_SPEC.match(nxt) or (
+                    "=" in nxt and not nxt.startswith("-") and not os.path.exists(nxt))):
+                out.append("-icount=" + nxt)
                 i += 2
                 continue
             out.append("-icount=auto")
@@ -98,6 +166,53 @@ def _qemu_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_option_names(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown single-dash option such as `-drive` or `-nodefaults` by its name. argparse
+    would read `-drive file=x` as `-d rive` and the disk image `file=x`, and report the image."""
+    takes_value: set[str] = set()
+    known: set[str] = set()
+    for action in parser._actions:
+        known.update(action.option_strings)
+        if action.nargs is None and action.option_strings:
+            takes_value.update(action.option_strings)
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return
+        if a in takes_value:
+            i += 2  # its value may start with a dash (-append "-v")
+            continue
+        name = a.split("=", 1)[0]
+        if len(a) > 2 and a[0] == "-" and a[1].isalpha() and name not in known:
+            raise UsageError(f"unrecognized arguments: {a}")
+        i += 1
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be more than 0 seconds")
+    return value
+
+
+def _check_smp(text: str) -> None:
+    """QEMU's `-smp [cpus=]N[,maxcpus=N,sockets=N,dies=N,cores=N,threads=N]`: pyemu has one CPU."""
+    for i, part in enumerate(text.split(",")):
+        key, eq, val = part.partition("=")
+        if not eq and i == 0:
+            key, val = "cpus", key
+        if key not in ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads"):
+            raise UsageError(f"-smp {text}: unknown parameter {key!r}")
+        if not val.isdigit() or int(val) < 1:
+            raise UsageError(f"-smp {text}: {key} must be a number of at least 1")
+        if int(val) != 1:
+            raise UsageError(f"-smp {text}: pyemu has one CPU")
+
+
 def _ram_mb(text: str) -> int:
     m = re.fullmatch(r"(?:size=)?(\d+)([MmGg]?)", text.strip())
     if not m:
@@ -105,7 +220,7 @@ def _ram_mb(text: str) -> int:
     return int(m.group(1)) * _SIZE_SUFFIX[m.group(2)]
 
 
-def _add_boot_parser(sub) -> None:
+def _add_boot_parser(sub) -> _Parser:
     boot = sub.add_parser("boot", help="boot a PC from disk images (QEMU's options)", allow_abbrev=False)
     boot.add_argument("image", nargs="?", help="first hard disk (or floppy, by size)")
     boot.add_argument("--demo", action="store_true", help="boot the built-in demo image")
@@ -142,9 +257,11 @@ def _add_boot_parser(sub) -> None:
     boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
     boot.add_argument("--vga-rom", dest="vga_rom", metavar="PATH",
                       help="the PCI VGA's BIOS ROM with -bios (default: vgabios-stdvga.bin beside it)")
-    boot.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long (status 124)")
+    boot.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                      help="stop after this long (status 124)")
     boot.add_argument("--stats", action="store_true", help="execution statistics on stderr at exit")
     boot.add_argument("--stats-json", dest="stats_json", metavar="PATH", help="the statistics as JSON")
+    return boot
 
 
 def _debug_exit_spec(devices: list[str]) -> tuple[int, int] | None:
@@ -224,8 +341,8 @@ def _boot_config(args):
         raise UsageError("-S needs -s or -gdb (pyemu has no monitor to continue from)")
     if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
-    if args.opt_smp not in (None, "1", "cpus=1"):
-        raise UsageError(f"-smp {args.opt_smp}: pyemu has one CPU")
+    if args.opt_smp is not None:
+        _check_smp(args.opt_smp)
     for opt in ("machine", "M"):
         value = getattr(args, f"opt_{opt}")
         if value is not None and value.split(",")[0] not in ("pc", "type=pc") \
@@ -262,6 +379,13 @@ def _boot_config(args):
                 if not re.fullmatch(r"[acdn]+", val):
                     raise UsageError(f"-boot {order}: drives are a (floppy), c (disk), d (CD)")
                 cfg.boot_order = val.replace("n", "")
+            elif key in ("menu", "strict"):
+                if val not in ("on", "off"):
+                    raise UsageError(f"-boot {order}: {key} is on or off")
+            elif key in ("splash", "splash-time", "reboot-timeout"):
+                pass  # firmware settings QEMU passes to SeaBIOS through fw_cfg, which pyemu lacks
+            else:
+                raise UsageError(f"-boot {order}: unknown parameter {key!r} (order, once, menu, strict, ...)")
     if args.icount is not None:
         cfg.icount = True
         if not _ICOUNT_SPEC.match(args.icount):
@@ -303,6 +427,15 @@ def _accel_threshold(spec: str) -> int | None:
 
 
 def _cmd_boot(args) -> int:
+    signals = _StopSignals()
+    signals.install()
+    try:
+        return _boot(args, signals)
+    finally:
+        signals.restore()
+
+
+def _boot(args, signals: _StopSignals) -> int:
     import json
 
     from emu.devices.uart16550 import StdioBackend, open_backend
@@ -327,6 +460,9 @@ def _cmd_boot(args) -> int:
             check_path(args.screendump)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        _check_output_path("--screendump", args.screendump)
+    if args.stats_json:
+        _check_output_path("--stats-json", args.stats_json)
     if args.opt_display not in (None, "curses", "none"):
         raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
     mode = ("nographic" if args.nographic else args.opt_display
@@ -338,13 +474,29 @@ def _cmd_boot(args) -> int:
     else:
         try:
             cfg.serial_backend = open_backend(serial_spec)
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             raise UsageError(f"-serial: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"-serial {serial_spec}: {exc.strerror or exc}") from None
     cfg.debugcon_ports = _debugcon_ports(args.devices, bool(args.opt_debugcon))
     if args.opt_debugcon:
         cfg.debugcon, fh = _console_sink(args.opt_debugcon, "-debugcon")
         if fh is not None:
             to_close.append(fh)
+    log_mask, log_out = 0, sys.stderr
+    if args.log_items:
+        from emu.cpu.tracelog import parse_items  # imports numba, but compiles nothing yet
+
+        try:
+            log_mask = parse_items(args.log_items)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.opt_D:
+            try:
+                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
+            except OSError as exc:
+                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
+            to_close.append(log_out)
     try:
         machine = Machine(cfg)
     except MachineError as exc:
@@ -355,23 +507,9 @@ def _cmd_boot(args) -> int:
                   serial_input=serial_spec == "stdio")
     trace = None
     if args.log_items:
-        from emu.cpu.tracelog import TraceLog, parse_items
+        from emu.cpu.tracelog import TraceLog
 
-        try:
-            mask = parse_items(args.log_items)
-        except ValueError as exc:
-            machine.close()
-            raise UsageError(str(exc)) from None
-        if args.opt_D:
-            try:
-                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
-            except OSError as exc:
-                machine.close()
-                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
-            to_close.append(log_out)
-        else:
-            log_out = sys.stderr
-        trace = TraceLog(machine.core, mask, log_out)
+        trace = TraceLog(machine.core, log_mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
     if gdb_listener is not None:
         from emu.gdbstub import GdbStub
@@ -386,11 +524,14 @@ def _cmd_boot(args) -> int:
         error, status = str(exc), EXIT_ERROR
     except KeyboardInterrupt:
         error, status = "interrupted", 130
+    except Terminated as exc:
+        error, status = f"terminating on signal {exc.signum}", 128 + exc.signum
     except Exception as exc:  # noqa: BLE001 - a pyemu bug: still one line (PYEMU_DEBUG=1 re-raises)
         if os.environ.get("PYEMU_DEBUG"):
             raise
         error, status = f"internal error: {type(exc).__name__}: {exc} (PYEMU_DEBUG=1 shows where)", EXIT_ERROR
     finally:
+        signals.disarm()
         fe.close()
         machine.flush_serial()
         cfg.serial_backend.close()
@@ -399,31 +540,54 @@ def _cmd_boot(args) -> int:
         machine.close()
     if mode != "curses":
         for text in machine.messages:
-            print(f"pyemu: bios: {text}", file=sys.stderr)
+            _say(f"pyemu: bios: {text}")
     if args.screendump:
         from emu.screendump import write_screendump
 
         try:
             write_screendump(machine.vga, args.screendump)
         except OSError as exc:
-            print(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}", file=sys.stderr)
+            _say(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}")
             status = status or EXIT_ERROR
     if args.stats or args.stats_json:
         stats = loop.stats()
         if args.stats:
             for key, value in stats.items():
-                print(f"{key:>24}: {value}", file=sys.stderr)
+                _say(f"{key:>24}: {value}")
         if args.stats_json:
             try:
                 with open(args.stats_json, "w", encoding="utf-8") as out:
                     json.dump(stats, out, indent=1)
             except OSError as exc:
-                print(f"pyemu: error: --stats-json: {exc.strerror or exc}", file=sys.stderr)
+                _say(f"pyemu: error: --stats-json: {exc.strerror or exc}")
     if error:
-        print(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}", file=sys.stderr)
+        _say(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}")
     elif loop.halted_message:
-        print("pyemu: guest halted", file=sys.stderr)
+        _say("pyemu: guest halted")
+    elif loop.reset_message:
+        _say(f"pyemu: {loop.reset_message}")
+    elif status == EXIT_TIMEOUT and args.timeout is not None:
+        _say(f"pyemu: timeout after {args.timeout:g} s")
     return status
+
+
+def _say(line: str) -> None:
+    """A line on stderr at the end of a run; a terminal that has gone (SIGHUP) must not turn the end
+    into a traceback, nor keep the statistics from being written."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _check_output_path(option: str, path: str) -> None:
+    """A file written at the end of the run: refuse at the start what cannot work then (a directory,
+    a missing directory), rather than after the guest ran."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: Is a directory")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: No such directory: {parent}")
 
 
 def _stdin_usable() -> bool:
@@ -442,7 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         return img_main(argv[1:])
     argv = _qemu_argv(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if argv[:1] == ["boot"]:
+            _check_option_names(parser.boot_parser, argv[1:])
+        args = parser.parse_args(argv)
         if args.command == "disasm":
             return _cmd_disasm(args)
         if args.command == "boot":
@@ -456,3 +623,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyemu: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # before the run started (or in the instant after it ended)
+        print(f"pyemu: terminating on signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from emu.clock import VirtualClock
 from emu.cpu import state as S
-from emu.cpu.core import CpuCore
 from emu.devices.ata import AtaController, AtaDrive, AtapiDrive
 from emu.devices.bus import IoBus
 from emu.devices.debug_exit import DebugExit
@@ -76,6 +75,7 @@ class Machine:
         self.messages: list[str] = []
         self.exit_status: int | None = None
         self.reset_requested = False
+        self.reset_cause = ""  # what asked for the pending reset (-no-reboot says it)
         self.ram_bytes = cfg.ram_mb * MB
         if cfg.ram_mb < 1 or self.ram_bytes > 0xE000_0000:
             raise MachineError(f"-m {cfg.ram_mb}: RAM must be between 1 and 3584 MiB")
@@ -103,15 +103,20 @@ class Machine:
 
             rom = build_rom()
         else:
+            from emu.bootproto import BootError, read_input_file
+
             try:
-                with open(cfg.bios_file, "rb") as fh:
-                    rom = fh.read()
-            except OSError as exc:
-                raise MachineError(f"-bios {cfg.bios_file}: {exc.strerror or exc}") from None
+                rom = read_input_file(cfg.bios_file, "-bios", 0x40000)
+            except BootError as exc:
+                raise MachineError(str(exc)) from None
             if not rom or len(rom) % 0x10000 or len(rom) > 0x40000:
                 raise MachineError(f"-bios {cfg.bios_file}: a BIOS image must be 64, 128, 192 or 256 KiB")
         self.rom = rom
         self.vga_rom = self._load_vga_rom()
+        # the engine (numba) is loaded only now: every mistake in the configuration or the files
+        # above is reported without it
+        from emu.cpu.core import CpuCore
+
         self.core = CpuCore(self.ram_bytes, rom, tier1_threshold=cfg.tier1_threshold)
         self.st = self.core.st
         self.bus = IoBus()
@@ -126,8 +131,32 @@ class Machine:
             self.bus.register(TRAP_PORT, 1, None, self.bios.trap, owner=self.bios)
 
     # -- construction ----------------------------------------------------------------------------
+    def _check_drives_distinct(self) -> None:
+        """One file as two drives, one of them written (e.g. `-fda x.img -hda x.img`), is refused by
+        name: the image lock would otherwise call the other drive 'another process'."""
+        import os
+
+        cfg = self.cfg
+        seen: dict[tuple[int, int], tuple[str, bool]] = {}
+        drives = [(f"-fd{'ab'[i]}", p, not cfg.snapshot) for i, p in enumerate(cfg.floppies[:2])]
+        drives += [(f"-hd{'ab'[i]}", p, not cfg.snapshot) for i, p in enumerate(cfg.disks[:2])]
+        drives.append(("-cdrom", cfg.cdrom, False))
+        for option, path, writes in drives:
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                continue  # DiskImage.open says what is wrong with it
+            if st is None:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen and (writes or seen[key][1]):
+                raise MachineError(f"{path} is both {seen[key][0]} and {option}: one image, one drive "
+                                   "(unless -snapshot)")
+            seen.setdefault(key, (option, writes))
+
     def _open_images(self) -> None:
         cfg = self.cfg
+        self._check_drives_distinct()
 
         def open_one(item, readonly=False):  # a path (format probed) or a -drive DriveSpec
             if isinstance(item, DriveSpec):
@@ -173,11 +202,12 @@ class Machine:
                 return None
         elif cfg.bios_file is None:
             raise MachineError("--vga-rom needs -bios (the built-in BIOS does INT 10h itself)")
+        from emu.bootproto import BootError, read_input_file
+
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise MachineError(f"--vga-rom {path}: {exc.strerror or exc}") from None
+            data = read_input_file(path, "--vga-rom", VGA_ROM_MAX)
+        except BootError as exc:
+            raise MachineError(str(exc)) from None
         if len(data) < 3 or data[:2] != b"\x55\xaa" or len(data) > VGA_ROM_MAX:
             raise MachineError(f"--vga-rom {path}: not an option ROM (55AAh, at most 64 KiB)")
         return data
@@ -203,7 +233,8 @@ class Machine:
             names.pop()
         self.rtc.fill_standard_cmos(self.ram_bytes, tuple(names), sum(1 for d in self.disks if d),
                                     boot_order=self.boot_order)
-        self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12), on_reset=self.request_reset,
+        self.i8042 = I8042(self.pic.irq_line(1), self.pic.irq_line(12),
+                           on_reset=lambda: self.request_reset("keyboard controller"),
                            on_a20=self.core.set_a20)
         self.i8042.attach(bus)
         # Unpaced, as QEMU's: a character leaves as soon as it is written (a guest polling THRE at
@@ -217,9 +248,9 @@ class Machine:
         self.vga.attach(bus)
         self.core.phys.add_mmio(self.vga.mmio_region())
         self._vga_window(self.vga.window_mmio)
-        self.port92 = Port92(on_a20=self.core.set_a20, on_reset=self.request_reset)
+        self.port92 = Port92(on_a20=self.core.set_a20, on_reset=lambda: self.request_reset("port 92h"))
         self.port92.attach(bus)
-        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset(), on_pam=self._on_pam)
+        self.pci = PciBus(on_reset=lambda hard=True: self.request_reset("port CF9h"), on_pam=self._on_pam)
         self.pci.attach(bus)
         if cfg.debugcon is not None:
             for port in sorted({DEBUGCON_PORT, *cfg.debugcon_ports}):
@@ -295,8 +326,10 @@ class Machine:
             self._mapped[id(region)] = (base, old)
             self.core.phys.mmio.insert(0, region)  # in front of any region it covers
 
-    def request_reset(self, *_args) -> None:
-        self.reset_requested = True  # every reset source is a port write: the loop sees it next
+    def request_reset(self, cause: str = "reset") -> None:
+        """A reset source fired (`cause` names it); every one is a port write, the loop sees it next."""
+        self.reset_requested = True
+        self.reset_cause = self.reset_cause or cause
 
     def request_exit(self, status: int) -> None:
         self.exit_status = status
@@ -315,6 +348,7 @@ class Machine:
     def reset(self) -> None:
         """A system reset: the CPU restarts at F000:FFF0, the devices return to power-on state."""
         self.reset_requested = False
+        self.reset_cause = ""
         self.core.reset()
         for dev in self.devices:
             try:

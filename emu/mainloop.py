@@ -10,7 +10,7 @@ screen stay live), then handles the one exit that came back:
     irq           the 8259's INTA cycle and delivery of its vector
     hlt           IF=0 and no NMI: the guest has stopped for good (exit 0); else sleep until the
                   next deadline or terminal input (under -icount: jump the clock to the deadline)
-    triple fault  reset the machine, or exit 0 with -no-reboot
+    triple fault  reset the machine, or exit 0 with -no-reboot (`pyemu: guest reset (triple fault)...`)
     unimplemented a one-line error, exit 1
 """
 
@@ -44,6 +44,7 @@ class MainLoop:
         self.resets = 0
         self.retired = 0  # guest instructions over all runs (ICOUNT restarts at a reset)
         self.halted_message = False
+        self.reset_message = ""  # set when -no-reboot turned a guest reset into the end of the run
         self.wall_start = time.monotonic()
         self.wall_end: float | None = None
         self.gdb = None  # emu.gdbstub.GdbStub (-s/-gdb): called before and after each run
@@ -200,14 +201,17 @@ class MainLoop:
                 st[S.MMIO_PENDING] = 1
             elif reason == S.EXIT_MMIO_WRITE:
                 core.phys.exit_write(st)
-            elif reason in (S.EXIT_TRIPLE_FAULT, S.EXIT_RESET):
-                m.reset_requested = True
+            elif reason == S.EXIT_TRIPLE_FAULT:
+                m.request_reset("triple fault")
+            elif reason == S.EXIT_RESET:
+                m.request_reset()
             elif reason == S.EXIT_UNIMPLEMENTED:
                 raise self._unimplemented()
             if m.exit_status is not None:
                 return m.exit_status
             if m.reset_requested:
                 if self.no_reboot:
+                    self.reset_message = f"guest reset ({m.reset_cause or 'reset'})"
                     return 0
                 self.resets += 1
                 m.reset()

@@ -147,20 +147,25 @@ def test_debugcon_file_isa_debug_exit_and_stats_json(tmp_path):
 
 
 @needs_nasm
-def test_timeout_exits_124(tmp_path):
+def test_timeout_exits_124_says_so_and_writes_the_stats(tmp_path):
     img = write_floppy(tmp_path / "spin.img", boot_sector("jmp $\n"))
-    p = pyemu(str(img), "-display", "none", "--timeout", "2")
+    stats = tmp_path / "stats.json"
+    p = pyemu(str(img), "-display", "none", "--timeout", "2", "--stats-json", str(stats))
     assert p.returncode == 124
-    assert "Traceback" not in p.stderr.decode()
+    assert p.stderr.decode().strip() == "pyemu: timeout after 2 s"
+    assert json.loads(stats.read_text())["guest_instructions"] > 0
 
 
 @needs_nasm
-def test_no_reboot_on_triple_fault(tmp_path):
-    body = "lidt [bad]\nint 0x20\njmp done\nbad: dw 0\ndd 0\n"
+@pytest.mark.parametrize("body, cause", [
+    ("lidt [bad]\nint 0x20\njmp done\nbad: dw 0\ndd 0\n", "triple fault"),
+    ("mov al, 0xfe\nout 0x64, al\njmp $\n", "keyboard controller"),  # pulse the reset line
+])
+def test_no_reboot_ends_the_run_on_a_guest_reset_and_says_why(tmp_path, body, cause):
     img = write_floppy(tmp_path / "tf.img", boot_sector(body))
     p = pyemu(str(img), "-display", "none", "-no-reboot", "-icount", "--timeout", "60")
     assert p.returncode == 0
-    assert "Traceback" not in p.stderr.decode()
+    assert p.stderr.decode().strip() == f"pyemu: guest reset ({cause})"
 
 
 def test_demo_end_to_end(tmp_path):
@@ -261,3 +266,158 @@ def test_isa_debugcon_needs_debugcon_and_knows_only_iobase():
     assert "needs -debugcon" in one_line_error(p)
     p = pyemu("-device", "isa-debugcon,chardev=x", "-debugcon", "stdio", "-display", "none")
     assert "unknown property 'chardev'" in one_line_error(p)
+
+
+# -- image locking and read-only images (QEMU's rules) -------------------------------------------
+
+def _start_spinning(img: Path, started: Path, *extra: str) -> subprocess.Popen:
+    """A pyemu running a guest that writes 'S' to -debugcon and spins; returns once it is running."""
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "emu", "boot", *extra, "-display", "none",
+                             "-debugcon", f"file:{started}", "--timeout", "300"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 800  # allows a cold numba compile
+    while time.monotonic() < deadline and proc.poll() is None and not (started.exists() and started.read_bytes()):
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+
+
+@needs_nasm
+def test_an_image_in_use_for_writing_is_refused_to_a_second_pyemu(tmp_path):
+    img = write_floppy(tmp_path / "disk.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    first = _start_spinning(img, tmp_path / "started", "-fda", str(img))
+    try:
+        for extra in ((), ("-snapshot",)):  # a writer is refused, and so is a reader (QEMU: -snapshot too)
+            p = pyemu("-fda", str(img), *extra, "-display", "none", "--timeout", "30")
+            assert p.returncode == 1
+            line = one_line_error(p)
+            assert line.startswith('pyemu: error: Failed to get ') and '"write" lock' in line
+            assert line.endswith(f"{img} is in use by another process" if not extra
+                                 else f"{img} is being written by another process")
+    finally:
+        _stop(first)
+    assert first.returncode == 130
+
+
+@needs_nasm
+def test_readers_share_an_image_but_keep_a_writer_out(tmp_path):
+    img = write_floppy(tmp_path / "disk.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    first = _start_spinning(img, tmp_path / "started", "-fda", str(img), "-snapshot")
+    try:
+        p = pyemu("-fda", str(img), "-display", "none", "--timeout", "30")
+        assert p.returncode == 1
+        assert one_line_error(p) == f'pyemu: error: Failed to get "write" lock: {img} is in use by another process'
+        second = _start_spinning(img, tmp_path / "started2", "-fda", str(img), "-snapshot")
+        _stop(second)
+        assert second.returncode == 130
+    finally:
+        _stop(first)
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which a 0444 file is not writable (root normally writes anything)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: a 0444 file stays writable")
+    return ["setpriv", "--bounding-set=-dac_override"]
+
+
+@needs_nasm
+def test_an_image_the_user_cannot_write_is_refused_unless_snapshot(tmp_path):
+    img = write_floppy(tmp_path / "ro.img", boot_sector("mov al, 'K'\nout 0xe9, al\njmp done\n"))
+    img.chmod(0o444)
+    before = img.read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [*_without_root_override(), sys.executable, "-m", "emu", "boot", "-fda", str(img), "-display", "none",
+           "-icount", "--timeout", "60"]
+    p = subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, timeout=RUN_TIMEOUT)
+    assert p.returncode == 1
+    assert one_line_error(p) == (f"pyemu: error: cannot open disk image '{img}' for writing: Permission denied "
+                                 "(-snapshot boots it without writing to it)")
+    log = tmp_path / "debug.log"
+    p = subprocess.run([*cmd, "-snapshot", "-debugcon", f"file:{log}"], capture_output=True, env=env, cwd=ROOT,
+                       timeout=RUN_TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.decode().strip() == "pyemu: guest halted"
+    assert log.read_bytes() == b"K"
+    assert img.read_bytes() == before
+
+
+# -- SIGTERM and SIGHUP end a run as Ctrl-C does ---------------------------------------------------
+
+WRITE_THEN_SPIN = """
+    mov di, 0x1000          ; a sector of 'W' at 0:1000
+    mov cx, 512
+    mov al, 'W'
+    rep stosb
+    mov ax, 0x0301          ; INT 13h AH=03h: write 1 sector
+    mov cx, 0x0002          ; cylinder 0, sector 2
+    xor dx, dx              ; head 0, drive A:
+    mov bx, 0x1000
+    int 0x13
+    jc done
+    mov al, 'S'
+    out 0xe9, al
+    jmp $
+"""
+
+
+@needs_nasm
+@pytest.mark.parametrize("signame, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_end_the_run_cleanly(tmp_path, signame, status):
+    """The QEMU line `terminating on signal N`, status 128 + N, the guest's disk write kept and the
+    statistics written (pyemu's promise: the same as Ctrl-C)."""
+    import signal
+
+    img = write_floppy(tmp_path / "disk.img", boot_sector(WRITE_THEN_SPIN))
+    stats = tmp_path / "stats.json"
+    proc = _start_spinning(img, tmp_path / "started", "-fda", str(img), "--stats-json", str(stats))
+    sig = getattr(signal, signame)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status == 128 + sig
+    assert err.decode().strip() == f"pyemu: terminating on signal {int(sig)}"
+    assert json.loads(stats.read_text())["guest_instructions"] > 0
+    assert img.read_bytes()[512:1024] == b"W" * 512
+
+
+@needs_nasm
+def test_closing_the_terminal_hangs_up_cleanly(tmp_path):
+    """The terminal pyemu draws on goes away (its window closed): the kernel sends SIGHUP; pyemu ends
+    with 129 and still writes its statistics, although nothing can be printed any more."""
+    import pty
+    import time
+
+    img = write_floppy(tmp_path / "spin.img", boot_sector("mov al, 'S'\nout 0xe9, al\njmp $\n"))
+    started, stats = tmp_path / "started", tmp_path / "stats.json"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pyemu on the terminal, the default (curses) display
+        os.environ["PYTHONPATH"] = str(ROOT)
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "emu", "boot", str(img), "-debugcon", f"file:{started}",
+                                  "--stats-json", str(stats), "--timeout", "300"])
+    deadline = time.monotonic() + 800  # allows a cold numba compile
+    try:
+        while time.monotonic() < deadline and not (started.exists() and started.read_bytes()):
+            try:
+                os.read(fd, 65536)  # keep the terminal drained
+            except OSError:
+                break
+    finally:
+        os.close(fd)  # hang up
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129
+    assert json.loads(stats.read_text())["guest_instructions"] > 0

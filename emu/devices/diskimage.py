@@ -11,10 +11,21 @@ sector N at byte offset N * 512. The promises to the user (docs: `-hda`, `-fda`,
   leaves the image with each guest write either fully there or absent, which is what a real disk
   gives after a power cut between commands. A multi-sector command whose data blocks arrive one by
   one (ATA PIO WRITE with several DRQ blocks) is written block by block, as a real drive does.
-- Read-only. A file without write permission (or `readonly=True`) is opened O_RDONLY; guest writes
-  raise `DiskWriteProtected`, which the controllers turn into ABRT (ATA) or NW (floppy).
+- Read-only. `readonly=True` (a CD-ROM) opens the file O_RDONLY; guest writes raise
+  `DiskWriteProtected`, which the controllers turn into ABRT (ATA) or NW (floppy). A file pyemu may
+  not write (permissions, a read-only filesystem), opened for writing, is refused with a `DiskError`
+  that suggests `-snapshot`, as QEMU refuses it: it is never attached write-protected behind the
+  user's back.
 - `snapshot=True` (`-snapshot`) opens the file read-only and keeps written sectors in an in-memory
   overlay: the file stays byte-identical, the guest sees its writes until pyemu exits.
+- Locking, as QEMU's image locking: an image opened for writing holds an exclusive advisory lock,
+  one opened read-only (`readonly`, `snapshot`) a shared one, until it is closed. A second pyemu
+  that wants to write an image in use, or to read one being written, is refused with a one-line
+  `DiskError` ('Failed to get "write" lock: ...'); readers share. The lock is an open-file-description
+  lock on the whole file (`F_OFD_SETLK`, Linux) or else `flock`, both released by the kernel when the
+  file is closed or pyemu dies; a filesystem without locks, or Windows, runs without one. QEMU locks
+  single bytes with OFD locks, so on Linux the two also keep each other off an image being written
+  (a pyemu reader beside a QEMU writer is not detected).
 - A missing, empty, too-small, unreadable or non-regular file raises `DiskError` whose message is one
   line (the CLI prints `pyemu: error: <message>`).
 
@@ -26,6 +37,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 from typing import NamedTuple
 
 SECTOR_SIZE = 512
@@ -44,6 +56,35 @@ class DiskWriteProtected(DiskError):
 
 class DiskRangeError(DiskError):
     """The guest addressed a sector beyond the end of the image."""
+
+
+def lock_image(fd: int, exclusive: bool) -> bool:
+    """Take an advisory lock on the whole of `fd` without waiting: exclusive (a writer) or shared (a
+    reader). False when another open file holds a conflicting lock; True when locked, or when the
+    platform or filesystem has no locks (then pyemu runs unlocked, as before)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt's locks are mandatory and exclusive only; run unlocked
+        return True
+    ofd = getattr(fcntl, "F_OFD_SETLK", None)
+    if ofd is not None:
+        kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+        # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid} (pid 0 for OFD
+        # locks); padded, since the kernel reads sizeof(struct flock) bytes
+        arg = struct.pack("hhqqi", kind, os.SEEK_SET, 0, 0, 0) + bytes(8)
+        try:
+            fcntl.fcntl(fd, ofd, arg)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            if e.errno != errno.EINVAL:  # EINVAL: a kernel before 3.15; try flock
+                return True  # ENOLCK, EOPNOTSUPP...: a filesystem without locks
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+    return True
 
 
 class DiskImage:
@@ -72,18 +113,22 @@ class DiskImage:
             raise DiskError(f"cannot open disk image '{path}': {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             raise DiskError(f"disk image '{path}' is a directory")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):  # a FIFO would block the open
+            raise DiskError(f"disk image '{path}' is not a file or a block device")
         want_write = not readonly and not snapshot
-        if want_write and not os.access(path, os.W_OK):
-            readonly = True  # a file we may not write is attached write-protected
-            want_write = False
         flags = (os.O_RDWR if want_write else os.O_RDONLY) | getattr(os, "O_BINARY", 0)
         try:
             fd = os.open(path, flags)
         except OSError as e:
             if want_write and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                return cls.open(path, readonly=True)
+                raise DiskError(f"cannot open disk image '{path}' for writing: {e.strerror} "
+                                "(-snapshot boots it without writing to it)") from None
             raise DiskError(f"cannot open disk image '{path}': {e.strerror}") from None
         try:
+            if not lock_image(fd, exclusive=want_write):
+                if want_write:
+                    raise DiskError(f'Failed to get "write" lock: {path} is in use by another process')
+                raise DiskError(f'Failed to get shared "write" lock: {path} is being written by another process')
             size = os.fstat(fd).st_size
             if stat.S_ISBLK(os.fstat(fd).st_mode):
                 size = os.lseek(fd, 0, os.SEEK_END)

@@ -6,8 +6,8 @@ Usage (the engine developers' tool):
     python -m tests.cpu.sst286 --form F6.4 --form 00 --verbose
     python -m tests.cpu.sst286 --limit 40 --max-show 3
 
-Data: ``$SST_DIR`` or ``../shared/data/singlestep-80286`` beside the repository root (README.md,
-MOO-FORMAT.md, metadata.json and revocation_list.txt live there).
+Data: ``$SST_DIR`` or the repository's copy, ``tests/data/singlestep-80286`` (README.md, MOO-FORMAT.md,
+metadata.json and revocation_list.txt live there; tests/data/README.md says where it came from).
 
 How a test is run (README "Using the Tests")
 --------------------------------------------
@@ -71,7 +71,7 @@ try:  # tests.cpu.moo when imported as a package, moo when run from this directo
 except ImportError:  # pragma: no cover
     from moo import parse_file  # type: ignore[no-redef]
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "singlestep-80286"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "singlestep-80286"  # tests/data/README.md
 
 # Engine register indices (emu.cpu.state, SDM encoding order). Kept here so the harness does not
 # need the engine to load data; checked against emu.cpu.state when a core is driven.
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N tests of each form")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every form, and failure details")
     ap.add_argument("--max-show", type=int, default=3, help="failures shown per form with --verbose")
-    ap.add_argument("--dir", type=Path, default=None, help="data directory (default $SST_DIR or ../shared)")
+    ap.add_argument("--dir", type=Path, default=None, help="data directory (default $SST_DIR or tests/data)")
     a = ap.parse_args(argv)
     root = a.dir or data_dir()
     forms = a.form or list_forms(root)

@@ -71,14 +71,41 @@ def test_snapshot_of_a_read_only_file_still_accepts_writes(tmp_path):
     assert img.read_sectors(1, 1) == bytes(SECTOR_SIZE)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
-def test_file_without_write_permission_opens_read_only_and_refuses_writes(tmp_path):
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file (tests/test_bad_input.py drops to nobody)")
+def test_file_without_write_permission_is_refused_unless_snapshot(tmp_path):
+    """As QEMU: an image the user may not write is not silently attached write-protected."""
     path = make_image(tmp_path)
     os.chmod(path, 0o444)
-    img = DiskImage.open(str(path))
-    assert img.readonly
-    with pytest.raises(DiskWriteProtected):
-        img.write_sectors(0, bytes(SECTOR_SIZE))
+    with pytest.raises(DiskError, match="for writing: Permission denied .*-snapshot"):
+        DiskImage.open(str(path))
+    DiskImage.open(str(path), snapshot=True).close()
+
+
+def test_a_writer_locks_out_other_writers_and_readers(tmp_path):
+    """QEMU's image locking: one writer, or any number of readers (-snapshot, CD-ROMs)."""
+    path = str(make_image(tmp_path))
+    writer = DiskImage.open(path)
+    with pytest.raises(DiskError, match=f'^Failed to get "write" lock: {path} is in use by another process$'):
+        DiskImage.open(path)
+    with pytest.raises(DiskError, match='^Failed to get shared "write" lock: '):
+        DiskImage.open(path, snapshot=True)
+    with pytest.raises(DiskError, match='shared "write" lock'):
+        DiskImage.open(path, readonly=True)
+    writer.close()
+    DiskImage.open(path).close()  # the lock goes with the file
+
+
+def test_readers_share_and_keep_writers_out(tmp_path):
+    path = str(make_image(tmp_path))
+    a = DiskImage.open(path, snapshot=True)
+    b = DiskImage.open(path, readonly=True)
+    with pytest.raises(DiskError, match='"write" lock'):
+        DiskImage.open(path)
+    a.close()
+    with pytest.raises(DiskError, match='"write" lock'):
+        DiskImage.open(path)
+    b.close()
+    DiskImage.open(path).close()
 
 
 def test_readonly_flag_refuses_writes(tmp_path):
@@ -185,3 +212,22 @@ def test_chs_lba_round_trip(c, h, s, data):
     assert chs_to_lba(*lba_to_chs(lba, g), g) == lba
     cc, hh, ss = lba_to_chs(lba, g)
     assert cc < c and hh < h and 1 <= ss <= s
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX locks")
+def test_flock_is_the_lock_where_ofd_locks_are_missing(tmp_path, monkeypatch):
+    """macOS and the BSDs have no F_OFD_SETLK: the same rules hold with flock."""
+    import fcntl
+
+    monkeypatch.delattr(fcntl, "F_OFD_SETLK", raising=False)
+    path = str(make_image(tmp_path))
+    a = DiskImage.open(path, snapshot=True)
+    b = DiskImage.open(path, readonly=True)
+    with pytest.raises(DiskError, match='^Failed to get "write" lock: '):
+        DiskImage.open(path)
+    a.close()
+    b.close()
+    writer = DiskImage.open(path)
+    with pytest.raises(DiskError, match='^Failed to get shared "write" lock: '):
+        DiskImage.open(path, snapshot=True)
+    writer.close()

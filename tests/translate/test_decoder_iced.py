@@ -21,7 +21,7 @@ import pytest
 from emu.translate import decoder as D
 from emu.translate.disasm import disasm_mnemonic
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "iced-decoder"
+DATA = Path(__file__).resolve().parents[1] / "data" / "iced-decoder"  # tests/data/README.md
 
 # Code-name prefixes (iced's Code enum) of features the emulated CPU lacks, with the reason.
 OUT_OF_SCOPE = {
