@@ -142,6 +142,8 @@ class Machine:
         drives += [(f"-hd{'ab'[i]}", p, not cfg.snapshot) for i, p in enumerate(cfg.disks[:2])]
         drives.append(("-cdrom", cfg.cdrom, False))
         for option, path, writes in drives:
+            if isinstance(path, DriveSpec):
+                option, writes, path = "-drive", writes and not (path.snapshot or path.readonly), path.file
             try:
                 st = os.stat(path) if path else None
             except OSError:

@@ -16,6 +16,16 @@ FORMATS = ("raw", "qcow2")
 
 
 def probe_format(path: str) -> str:
+    """qcow2 by its magic, else raw. Only regular files are read: anything else (a FIFO would block
+    the probe) is left to DiskImage.open, which names what is wrong with it."""
+    import os
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "raw"
+    except OSError:
+        return "raw"
     return "qcow2" if is_qcow2(path) else "raw"
 
 
