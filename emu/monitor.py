@@ -538,7 +538,7 @@ JIT_GROUPS = (
     ("Statistics:", ("tb_flushes", "tb_invalidated", "smc_writes", "tlb_hits", "tlb_misses", "tlb_hit_rate",
                      "tlb_flushes", "tlb_flushes_global_kept", "tlb_invlpg", "mem_slow", "mem_cross_page",
                      "exceptions", "interrupts")),
-    ("Execution:", ("guest_instructions", "wall_seconds", "mips", "resets")),
+    ("Execution:", ("guest_instructions", "insns", "wall_seconds", "mips", "resets")),
 )
 
 

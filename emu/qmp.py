@@ -107,10 +107,10 @@ class QmpServer:
             try:
                 msg, end = self.decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                if exc.pos >= len(text) - 1 and len(text) - pos < MAX_MESSAGE and "\n" not in text[pos:]:
+                if exc.pos >= len(text.rstrip()) and len(text) - pos < MAX_MESSAGE:
                     break  # incomplete: wait for the rest
                 self._send(client, {"error": {"class": "GenericError", "desc": f"JSON parse error, {exc.msg}"}})
-                nl = text.find("\n", pos)
+                nl = text.find("\n", exc.pos)  # go on after the line where the error is
                 pos = len(text) if nl < 0 else nl + 1
                 continue
             pos = end
