@@ -356,11 +356,13 @@ def _cmd_boot(args) -> int:
         from emu.gdbstub import GdbStub
 
         loop.gdb = GdbStub(machine, gdb_listener, start_paused=args.start_paused, loop=loop)
-    if control_specs:
+    if control_specs or (mode == "nographic" and serial_spec == "stdio"):
         from emu.chardev import ChardevError
         from emu.monitor import Control
 
         control = Control(loop)
+        if mode == "nographic" and serial_spec == "stdio":
+            control.add_mux(fe)  # Ctrl-A c
         try:
             for kind, spec in control_specs:
                 (control.add_monitor if kind == "monitor" else control.add_qmp)(spec)

@@ -300,7 +300,7 @@ class MainLoop:
                     while gdb is not None and gdb.attached and m.exit_status is None \
                             and not self._timed_out():
                         gdb.idle(0.05)  # halted for good: gdb may still stop it and look (as QEMU)
-                    if ctl is not None:
+                    if ctl is not None and ctl.holds_machine:
                         self._hold_halted()
                     if m.exit_status is not None:
                         return m.exit_status
@@ -313,7 +313,7 @@ class MainLoop:
                     return EXIT_TIMEOUT
                 elif not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested \
                         and self.pause_reason is None:
-                    if ctl is None:
+                    if ctl is None or not ctl.holds_machine:
                         self.halted_message = True
                         return 0
                     self._hold_halted()

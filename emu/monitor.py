@@ -672,6 +672,55 @@ class StdioMonitor:
             self._write("\n")
 
 
+class MuxMonitor:
+    """The monitor behind Ctrl-A c on a -nographic terminal (QEMU's `mon:stdio`). The terminal is in
+    raw mode, so this echoes what is typed, handles Backspace, and ends a line at CR or LF."""
+
+    def __init__(self, control, out=None):
+        self.control = control
+        self.out = out
+        self.line = bytearray()
+
+    def _write(self, text: str) -> None:
+        out = self.out if self.out is not None else sys.stdout
+        try:
+            out.write(text.replace("\r\n", "\n").replace("\n", "\r\n"))
+            out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def enter(self) -> None:
+        self.line.clear()
+        self._write("\n" + self.control.banner() + "\n" + PROMPT)
+
+    def leave(self) -> None:
+        self._write("\n")
+
+    def feed(self, data: bytes) -> None:
+        for b in data:
+            if b in (0x0D, 0x0A):
+                self._write("\n")
+                line = self.line.decode("utf-8", "replace")
+                self.line.clear()
+                self._write(self.control.hmp.execute(line) + PROMPT)
+            elif b in (0x08, 0x7F):
+                if self.line:
+                    del self.line[-1]
+                    self._write("\b \b")
+            elif 0x20 <= b < 0x7F:
+                self.line.append(b)
+                self._write(chr(b))
+
+    def fds(self) -> list:
+        return []
+
+    def poll(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 class Control:
     """Every monitor and QMP server of one pyemu, as the main loop sees them."""
 
@@ -695,6 +744,17 @@ class Control:
         from emu.qmp import QmpServer
 
         self.endpoints.append(QmpServer(self, Server(parse_server(spec, "-qmp"), "-qmp")))
+
+    def add_mux(self, frontend) -> None:
+        """Ctrl-A c on the -nographic terminal."""
+        mux = MuxMonitor(self)
+        frontend.monitor = mux
+        self.endpoints.append(mux)
+
+    @property
+    def holds_machine(self) -> bool:
+        """A monitor or QMP server (not only Ctrl-A c) keeps a halted machine up."""
+        return any(not isinstance(ep, MuxMonitor) for ep in self.endpoints)
 
     def banner(self) -> str:
         from emu import __version__

@@ -312,3 +312,47 @@ def test_help_lists_the_commands(command):
     assert "info registers" in text
     if command == "help":
         assert "system_reset" in text and "x /fmt addr" in text
+
+
+@needs_nasm
+def test_ctrl_a_c_switches_a_nographic_terminal_to_the_monitor(tmp_path):
+    import pty
+    import select
+
+    img = write_floppy(tmp_path / "f.img", boot_sector(HELLO_SPIN))
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "emu", "boot", "-fda", str(img), "-nographic"],
+                            cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = bytearray()
+
+    def read_until(marker: bytes, timeout: float = STEP_TIMEOUT) -> str:
+        end = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < end, f"no {marker!r} in {bytes(seen)!r}"
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    seen.extend(os.read(master, 65536))
+                except OSError:
+                    break
+        text = seen[: seen.index(marker) + len(marker)].decode(errors="replace")
+        del seen[: seen.index(marker) + len(marker)]
+        return text
+
+    try:
+        read_until(b"hello", START_TIMEOUT)  # COM1 on the terminal
+        os.write(master, b"\x01c")
+        assert "monitor - type 'help'" in read_until(PROMPT.rstrip())
+        os.write(master, b"info statx\x7fus\r")  # typed, with a Backspace: raw mode, the monitor edits
+        assert "VM status: running\r\n" in read_until(PROMPT.rstrip())
+        os.write(master, b"stop\rinfo status\r")
+        read_until(PROMPT.rstrip())
+        assert "VM status: paused\r\n" in read_until(PROMPT.rstrip())
+        os.write(master, b"\x01c\x01x")  # back to COM1, then quit
+        status = proc.wait(timeout=STEP_TIMEOUT)
+    finally:
+        proc.kill()
+        os.close(master)
+    assert status == 0
