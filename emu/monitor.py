@@ -97,6 +97,10 @@ class Hmp:
             return self._dispatch(line)
         except MonitorError as exc:
             return f"{exc}\n"
+        except Exception as exc:  # noqa: BLE001 - a pyemu bug must not take the machine down with it
+            if os.environ.get("PYEMU_DEBUG"):
+                raise
+            return f"internal error: {type(exc).__name__}: {exc}\n"
 
     def _dispatch(self, line: str) -> str:
         word, _, rest = line.partition(" ")

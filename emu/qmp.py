@@ -147,6 +147,10 @@ class QmpServer:
             reply = {"error": {"class": exc.cls, "desc": exc.desc}}
         except MonitorError as exc:
             reply = {"error": {"class": "GenericError", "desc": str(exc)}}
+        except Exception as exc:  # noqa: BLE001 - a pyemu bug: an error reply, the machine goes on
+            if os.environ.get("PYEMU_DEBUG"):
+                raise
+            reply = {"error": {"class": "GenericError", "desc": f"internal error: {type(exc).__name__}: {exc}"}}
         if "id" in msg:
             reply["id"] = mid
         return reply
