@@ -46,7 +46,7 @@ class Lines:
 @needs_nasm
 def test_greeting_negotiation_and_quit_on_a_plain_socket(tmp_path):
     port = free_port()
-    proc = start(tmp_path, HELLO_SPIN, "-qmp", f"tcp:127.0.0.1:{port},server,nowait")
+    proc = start(tmp_path, HELLO_SPIN, "-qmp", f"tcp:127.0.0.1:{port},server")  # waits for its client
     try:
         q = Lines(connect(socket.AF_INET, ("127.0.0.1", port)))
         greeting = q.read(START_TIMEOUT)
@@ -69,10 +69,11 @@ def test_greeting_negotiation_and_quit_on_a_plain_socket(tmp_path):
         event = q.read()
         assert event["event"] == "SHUTDOWN" and event["data"] == {"guest": False, "reason": "host-qmp-quit"}
         assert set(event["timestamp"]) == {"seconds", "microseconds"}
-        status, _ = finish(proc)
+        status, err = finish(proc)
     finally:
         proc.kill()
     assert status == 0
+    assert f"pyemu: waiting for a connection on tcp:127.0.0.1:{port},server" in err
 
 
 async def _events_until(client, names: list[str], timeout: float = STEP_TIMEOUT) -> list:
