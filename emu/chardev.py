@@ -45,7 +45,8 @@ def parse_server(spec: str, option: str) -> ServerSpec:
             raise ChardevError(f"{option} {spec}: unsupported option {opt!r}")
     kind, sep, rest = main.partition(":")
     if not sep or kind not in ("unix", "tcp") or not rest:
-        raise ChardevError(f"{option} {spec}: expected unix:PATH,server or tcp:HOST:PORT,server")
+        kinds = "stdio, " if option == "-monitor" else ""
+        raise ChardevError(f"{option} {spec}: expected {kinds}unix:PATH,server or tcp:HOST:PORT,server")
     if not server:
         raise ChardevError(f"{option} {spec}: pyemu only listens: add ',server'")
     if kind == "unix":
