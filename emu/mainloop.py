@@ -22,6 +22,7 @@ from emu.cpu import state as S
 from emu.tsc import TscSync
 
 EXIT_TIMEOUT = 124
+LIMIT_REACHED = -1  # run() status when `run_limit` instructions have retired (the Python API's run)
 HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
 ICOUNT_SLICE = 200_000  # also bounds the wait for terminal input and --timeout
 FRONTEND_PERIOD_S = 0.02
@@ -54,6 +55,9 @@ class MainLoop:
         self._frozen_clock: int | None = None
         self.reset_cause: str | None = None  # QMP's RESET reason of a reset asked for from outside
         self.shutdown_reason: str | None = None  # QMP's SHUTDOWN reason, set by what ends the run
+        self.run_limit: int | None = None  # return LIMIT_REACHED once `retired` reaches this
+        self.keep_open = False  # the Python API runs the loop again and again: no goodbyes at return
+        self._warm = False
 
     # -- helpers ---------------------------------------------------------------------------------
     def _unimplemented(self) -> GuestError:
@@ -231,8 +235,10 @@ class MainLoop:
     def run(self) -> int:
         try:
             status = self._run()
+            if self.keep_open:
+                return status
         except BaseException:
-            if self.control is not None:
+            if self.control is not None and not self.keep_open:
                 self.control.finish(self.shutdown_reason or "host-error")
             raise
         if self.gdb is not None:
@@ -245,7 +251,9 @@ class MainLoop:
         return status
 
     def _run(self) -> int:
-        self.warm_up()
+        if not self._warm:
+            self.warm_up()
+            self._warm = True
         self.wall_start = time.monotonic()
         if not self.m.clock.icount and self.retired == 0:
             # guest time starts now, not when the machine was built (before the warm-up)
@@ -274,6 +282,10 @@ class MainLoop:
             if m.exit_status is not None:
                 return m.exit_status
             budget = self._budget()
+            if self.run_limit is not None:
+                if self.retired >= self.run_limit:
+                    return LIMIT_REACHED
+                budget = max(1, min(budget, self.run_limit - self.retired))
             if gdb is not None:
                 budget = gdb.before_run(budget)  # blocks while gdb holds the guest stopped
                 if m.exit_status is not None:
