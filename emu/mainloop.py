@@ -110,14 +110,14 @@ class MainLoop:
                 if m.icount_sleep:
                     # QEMU's -icount sleep=on: while the guest idles, time follows the host clock
                     # (so a guest waiting for keys does not spin through hours of virtual time)
-                    delay = (nd - clock.now()) / 1e9
+                    full = delay = (nd - clock.now()) / 1e9
                     if ctl is not None:
-                        delay = min(delay, 0.02)
+                        delay = min(delay, 0.02)  # the monitor is served between short sleeps
                     if self.wall_end is not None:
                         delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
                     t0 = time.monotonic_ns()
                     woke = fe.wait(delay) if fe is not None else bool(time.sleep(max(0.0, delay)))
-                    if woke:
+                    if woke or delay < full:  # a short sleep: the clock moves by the time slept
                         waited = time.monotonic_ns() - t0
                         target = min(target, clock.instructions + (waited >> clock.shift))
                 if target > clock.instructions:
