@@ -356,3 +356,36 @@ def test_ctrl_a_c_switches_a_nographic_terminal_to_the_monitor(tmp_path):
         proc.kill()
         os.close(master)
     assert status == 0
+
+
+@needs_nasm
+def test_icount_idle_time_still_follows_the_host_clock_with_a_monitor(tmp_path):
+    # 18 timer ticks (about 1 s) waited for in HLT under -icount sleep=on: the monitor is served
+    # between short sleeps, which must not make idle guest time run ahead of the host's
+    body = """
+    mov al, 'A'
+    call out_al
+    mov bx, [0x46c]
+.w: hlt
+    mov ax, [0x46c]
+    sub ax, bx
+    cmp ax, 18
+    jb .w
+    mov al, 'B'
+    call out_al
+    mov al, 0
+    out 0xf4, al
+"""
+    log = tmp_path / "debug.log"
+    proc = start(tmp_path, body, "-icount", "-monitor", f"unix:{tmp_path / 'm.sock'},server,nowait",
+                 "-device", "isa-debug-exit", "-debugcon", f"file:{log}")
+    try:
+        wait_for(lambda: log.exists() and log.read_bytes().startswith(b"A"), START_TIMEOUT, "the first mark")
+        t0 = time.monotonic()
+        wait_for(lambda: log.read_bytes() == b"AB", what="the second mark")
+        waited = time.monotonic() - t0
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 1  # isa-debug-exit with 0
+    assert 0.85 < waited < 3.0, waited  # 18 ticks of 54.9 ms: 0.99 s (0.7 s when the clock ran ahead)
