@@ -58,6 +58,7 @@ class MainLoop:
         self.run_limit: int | None = None  # return LIMIT_REACHED once `retired` reaches this
         self.keep_open = False  # the Python API runs the loop again and again: no goodbyes at return
         self._warm = False
+        self.irq_counts = [0] * 16  # interrupts delivered per 8259 input (the monitor's `info irq`)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _unimplemented(self) -> GuestError:
@@ -306,7 +307,13 @@ class MainLoop:
                 st[S.IO_PENDING] = 1
             elif reason == S.EXIT_IRQ:
                 if pic.pending():
-                    core.deliver_interrupt(pic.acknowledge())
+                    vector = pic.acknowledge()
+                    core.deliver_interrupt(vector)
+                    base = pic.master.vector_base
+                    if base <= vector < base + 8:
+                        self.irq_counts[vector - base] += 1
+                    elif pic.slave.vector_base <= vector < pic.slave.vector_base + 8:
+                        self.irq_counts[8 + vector - pic.slave.vector_base] += 1
             elif reason == S.EXIT_HLT:
                 if not (int(st[S.EFLAGS]) & IF_FLAG) and not st[S.NMI_PENDING]:
                     while gdb is not None and gdb.attached and m.exit_status is None \

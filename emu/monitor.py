@@ -2,7 +2,7 @@
 
 QEMU's monitor commands, with QEMU's output formats where QEMU has one:
 
-    info status | registers | pic | pci | block | tlb | mem | jit | version | cpus
+    info status | registers | pic | irq | pci | block | tlb | mem | jit | version | cpus
     x /Nfu ADDR    xp /Nfu ADDR     (f: x d u o c i, u: b h w g; ADDR an expression: 0x7c00, $eip+4, $pc)
     stop | cont | c | system_reset | system_powerdown | sendkey KEYS | screendump FILE | quit | q | help
 
@@ -38,6 +38,7 @@ help|? [cmd] -- show the help
 info status -- show the current VM status (running|paused)
 info registers -- show the cpu registers
 info pic -- show the i8259 (PIC) state
+info irq -- show the interrupt statistics (delivered per IRQ line)
 info pci -- show PCI info
 info block -- show the block devices
 info tlb -- show virtual to physical memory mappings
@@ -164,7 +165,8 @@ class Hmp:
     def info(self, what: str) -> str:
         table = {"status": self.info_status, "registers": self.info_registers, "pic": self.info_pic,
                  "pci": self.info_pci, "block": self.info_block, "tlb": self.info_tlb, "mem": self.info_mem,
-                 "jit": self.info_jit, "version": self.info_version, "cpus": self.info_cpus}
+                 "jit": self.info_jit, "version": self.info_version, "cpus": self.info_cpus,
+                 "irq": self.info_irq}
         if not what:
             return "".join(ln + "\n" for ln in HELP.splitlines() if ln.startswith("info "))
         fn = table.get(what.split()[0])
@@ -197,6 +199,10 @@ class Hmp:
                        f"hprio={(chip.lowest + 1) & 7} irq_base={chip.vector_base:02x} "
                        f"rr_sel={int(chip.read_isr)} elcr={chip.elcr:02x} fnm={int(chip.sfnm)}\n")
         return "".join(out)
+
+    def info_irq(self) -> str:
+        counts = self.loop.irq_counts
+        return "IRQ statistics for isa-i8259:\n" + "".join(f"{i:2d}: {n}\n" for i, n in enumerate(counts) if n)
 
     def info_pci(self) -> str:
         out = []

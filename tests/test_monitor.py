@@ -293,6 +293,9 @@ def test_halted_guest_stays_up_for_the_monitor_tlb_mem(tmp_path):
         pic = mon.cmd("info pic").splitlines()
         assert pic[0].startswith("pic0: irr=") and pic[1].startswith("pic1: irr=")
         assert "irq_base=08" in pic[0] and "irq_base=70" in pic[1]  # as the BIOS programmed them
+        irq = mon.cmd("info irq").splitlines()
+        assert irq[0] == "IRQ statistics for isa-i8259:" and int(irq[1].split(":")[1]) > 0
+        assert irq[1].startswith(" 0: ")  # the timer ticked while the BIOS booted
         pci = mon.cmd("info pci")
         assert "Host bridge: PCI device 8086:1237" in pci and "IDE controller: PCI device 8086:7010" in pci
         assert mon.cmd("info block").startswith(f"floppy0: {tmp_path / 'f.img'} (raw)\n")
