@@ -53,3 +53,11 @@ def _select_numba_cache() -> None:
 
 
 _select_numba_cache()
+
+
+def __getattr__(name: str):
+    if name == "Machine":  # the Python API (emu/api.py), imported when first asked for
+        from emu.api import Machine
+
+        return Machine
+    raise AttributeError(f"module 'emu' has no attribute {name!r}")

@@ -235,6 +235,8 @@ def _add_boot_parser(sub) -> _Parser:
         "D": "log file for -d", "gdb": "gdb stub on tcp::PORT or tcp:HOST:PORT", "machine": "pc (the only machine)",
         "M": "pc (the only machine)", "cpu": "accepted for QEMU compatibility", "smp": "1 (one CPU)",
         "vga": "std (VGA: text, 16- and 256-colour modes)",
+        "monitor": "human monitor: stdio, unix:PATH,server[,nowait] or tcp:HOST:PORT,server[,nowait]",
+        "qmp": "QMP (JSON) server: unix:PATH,server[,nowait] or tcp:HOST:PORT,server[,nowait]",
     }
     for name, text in helps.items():
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
@@ -253,7 +255,8 @@ def _add_boot_parser(sub) -> _Parser:
     boot.add_argument("-icount", dest="icount", nargs="?", const="auto", metavar="shift=N",
                       help="deterministic time: [shift=]N|auto[,sleep=on|off]")
     boot.add_argument("-s", dest="gdb_default", action="store_true", help="gdb stub on tcp::1234 (-gdb tcp::1234)")
-    boot.add_argument("-S", dest="start_paused", action="store_true", help="start stopped at reset until gdb continues")
+    boot.add_argument("-S", dest="start_paused", action="store_true",
+                      help="start stopped until gdb or the monitor continues")
     boot.add_argument("--screendump", metavar="PATH", help="write the screen here at exit (.txt text, .png image)")
     boot.add_argument("--vga-rom", dest="vga_rom", metavar="PATH",
                       help="the PCI VGA's BIOS ROM with -bios (default: vgabios-stdvga.bin beside it)")
@@ -337,8 +340,9 @@ def _boot_config(args):
     from emu.devices.imageformat import place_drives, virtual_size
     from emu.machine import MachineConfig
 
-    if args.start_paused and not (args.gdb_default or args.opt_gdb not in (None, "none")):
-        raise UsageError("-S needs -s or -gdb (pyemu has no monitor to continue from)")
+    if args.start_paused and not (args.gdb_default or args.opt_gdb not in (None, "none")
+                                  or args.opt_monitor not in (None, "none") or args.opt_qmp not in (None, "none")):
+        raise UsageError("-S needs something to continue from: -monitor, -qmp, -s or -gdb")
     if args.opt_kernel is None and (args.opt_initrd is not None or args.opt_append is not None):
         raise UsageError("-initrd/-append need -kernel")
     if args.opt_smp is not None:
@@ -465,9 +469,14 @@ def _boot(args, signals: _StopSignals) -> int:
         _check_output_path("--stats-json", args.stats_json)
     if args.opt_display not in (None, "curses", "none"):
         raise UsageError(f"-display {args.opt_display}: supported displays are curses and none")
+    monitor_stdio = args.opt_monitor == "stdio"
     mode = ("nographic" if args.nographic else args.opt_display
-            or ("curses" if sys.stdout.isatty() else "none"))
+            or ("curses" if sys.stdout.isatty() and not monitor_stdio else "none"))
     serial_spec = args.opt_serial or ("stdio" if mode == "nographic" else "none")
+    if monitor_stdio and (serial_spec == "stdio" or mode == "curses" or args.opt_debugcon == "stdio"):
+        raise UsageError("-monitor stdio: stdio is taken (by -nographic, -serial stdio, -debugcon stdio or "
+                         "-display curses); use -monitor unix:PATH,server,nowait")
+    control_specs = _control_specs(args)
     to_close = []
     if serial_spec == "stdio":
         cfg.serial_backend = StdioBackend(raw=False)
@@ -503,7 +512,7 @@ def _boot(args, signals: _StopSignals) -> int:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fe = Frontend(machine, mode, stdin_fd=0 if _stdin_usable() else None,
+    fe = Frontend(machine, mode, stdin_fd=0 if _stdin_usable() and not monitor_stdio else None,
                   serial_input=serial_spec == "stdio")
     trace = None
     if args.log_items:
@@ -515,6 +524,24 @@ def _boot(args, signals: _StopSignals) -> int:
         from emu.gdbstub import GdbStub
 
         loop.gdb = GdbStub(machine, gdb_listener, start_paused=args.start_paused, loop=loop)
+    if control_specs or (mode == "nographic" and serial_spec == "stdio"):
+        from emu.chardev import ChardevError
+        from emu.monitor import Control
+
+        control = Control(loop)
+        if mode == "nographic" and serial_spec == "stdio":
+            control.add_mux(fe)  # Ctrl-A c
+        try:
+            for kind, spec in control_specs:
+                (control.add_monitor if kind == "monitor" else control.add_qmp)(spec)
+        except ChardevError as exc:
+            for ep in control.endpoints:
+                ep.finish()
+            if gdb_listener is not None:
+                gdb_listener.close()
+            machine.close()
+            raise UsageError(str(exc)) from None
+        loop.start_paused = args.start_paused and gdb_listener is None
     status = 0
     error = None
     try:
@@ -588,6 +615,25 @@ def _check_output_path(option: str, path: str) -> None:
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         raise UsageError(f"{option} {path}: No such directory: {parent}")
+
+
+def _control_specs(args) -> list[tuple[str, str]]:
+    """The -monitor and -qmp servers asked for, checked (the sockets are made later)."""
+    from emu.chardev import ChardevError, parse_server
+
+    specs = []
+    if args.opt_monitor not in (None, "none", "null"):
+        specs.append(("monitor", args.opt_monitor))
+    if args.opt_qmp not in (None, "none"):
+        specs.append(("qmp", args.opt_qmp))
+    for kind, spec in specs:
+        if spec == "stdio" and kind == "monitor":
+            continue
+        try:
+            parse_server(spec, f"-{kind}")
+        except ChardevError as exc:
+            raise UsageError(str(exc)) from None
+    return specs
 
 
 def _stdin_usable() -> bool:

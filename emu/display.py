@@ -8,7 +8,8 @@ Modes (cli.md):
 
 On a TTY the terminal is put in raw mode and restored on every way out (normal exit, errors,
 Ctrl-C) by `close()`, which the CLI calls from a `finally`. In raw mode Ctrl-A x quits, Ctrl-A
-Ctrl-A sends a Ctrl-A (QEMU's escape).
+Ctrl-A sends a Ctrl-A (QEMU's escape), and with `-nographic` Ctrl-A c switches the terminal between
+COM1 and the monitor (`monitor`, an emu.monitor.MuxMonitor), as QEMU's `mon:stdio`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Frontend:
         self.keys: deque[bytes] = deque()
         self._saved_tty = None
         self._escape = False
+        self.monitor = None  # Ctrl-A c: an object with enter(), leave() and feed(bytes)
+        self.monitor_active = False
         self._prev_frame = None
         self._last_render = 0.0
         self._tty_in = not self.input_closed and os.isatty(stdin_fd)
@@ -118,18 +121,27 @@ class Frontend:
         if not self._tty_in:
             return data
         out = bytearray()
+        mon = bytearray()
         for b in data:
             if self._escape:
                 self._escape = False
                 if b in (ord("x"), ord("X")):
                     self.quit_requested = True
                 elif b == CTRL_A:
-                    out.append(CTRL_A)
+                    (mon if self.monitor_active else out).append(CTRL_A)
+                elif b in (ord("c"), ord("C")) and self.monitor is not None:
+                    if mon:
+                        self.monitor.feed(bytes(mon))
+                        mon.clear()
+                    self.monitor_active = not self.monitor_active
+                    (self.monitor.enter if self.monitor_active else self.monitor.leave)()
                 continue
             if b == CTRL_A:
                 self._escape = True
                 continue
-            out.append(b)
+            (mon if self.monitor_active else out).append(b)
+        if mon:
+            self.monitor.feed(bytes(mon))
         return bytes(out)
 
     def feed(self, data: bytes) -> None:

@@ -35,6 +35,7 @@ import select
 import socket
 import time
 
+from emu import pagewalk
 from emu.cpu import state as S
 
 PACKET_SIZE = 0x1000  # the largest packet we accept (advertised in qSupported)
@@ -753,60 +754,14 @@ class GdbStub:
         return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
 
     # -- memory ---------------------------------------------------------------------------------------
-    def _phys_u(self, addr: int, size: int) -> int:
-        return int.from_bytes(self.core.read_phys(addr, size), "little")
-
     def linear_to_phys(self, la: int) -> int | None:
         """The page walk of SDM Vol 3 ch. 4 (32-bit, PSE, PAE), read only: no Accessed/Dirty
         bits, no #PF, no TLB fill. None when the page is not present."""
-        st = self.st
-        la &= 0xFFFF_FFFF
-        cr0, cr4 = int(st[S.CR0]), int(st[S.CR4])
-        if cr0 & (1 << 31):
-            cr3 = int(st[S.CR3])
-            if cr4 & (1 << 5):  # PAE
-                pdpte = int(st[S.PDPTE0 + ((la >> 30) & 3)])
-                if not pdpte & 1:
-                    return None
-                pde = self._phys_u(((pdpte & 0x000F_FFFF_FFFF_F000) | ((la >> 18) & 0xFF8)), 8)
-                if not pde & 1:
-                    return None
-                if pde & 0x80:
-                    phys = (pde & 0x000F_FFFF_FFE0_0000) | (la & 0x1F_FFFF)
-                else:
-                    pte = self._phys_u(((pde & 0x000F_FFFF_FFFF_F000) | ((la >> 9) & 0xFF8)), 8)
-                    if not pte & 1:
-                        return None
-                    phys = (pte & 0x000F_FFFF_FFFF_F000) | (la & 0xFFF)
-            else:
-                pde = self._phys_u((cr3 & 0xFFFF_F000) | ((la >> 20) & 0xFFC), 4)
-                if not pde & 1:
-                    return None
-                if (pde & 0x80) and (cr4 & (1 << 4)):
-                    phys = (pde & 0xFFC0_0000) | ((pde & 0x1E000) << 19) | (la & 0x3F_FFFF)
-                else:
-                    pte = self._phys_u((pde & 0xFFFF_F000) | ((la >> 10) & 0xFFC), 4)
-                    if not pte & 1:
-                        return None
-                    phys = (pte & 0xFFFF_F000) | (la & 0xFFF)
-        else:
-            phys = la
-        if phys >> 32:
-            return None
-        return phys & int(st[S.A20_MASK])
+        return pagewalk.linear_to_phys(self.core, la)
 
     def read_memory(self, addr: int, length: int) -> bytes | None:
         """Linear memory; a short result when a page on the way is not mapped (None: the first)."""
-        out = bytearray()
-        while length > 0:
-            n = min(length, 0x1000 - (addr & 0xFFF))
-            phys = self.linear_to_phys(addr)
-            if phys is None:
-                break
-            out += self.core.read_phys(phys, n)
-            addr = (addr + n) & 0xFFFF_FFFF
-            length -= n
-        return bytes(out) if out else None
+        return pagewalk.read_linear(self.core, addr, length)
 
     def write_memory(self, addr: int, data: bytes) -> bool:
         pieces = []

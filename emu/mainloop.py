@@ -22,6 +22,7 @@ from emu.cpu import state as S
 from emu.tsc import TscSync
 
 EXIT_TIMEOUT = 124
+LIMIT_REACHED = -1  # run() status when `run_limit` instructions have retired (the Python API's run)
 HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
 ICOUNT_SLICE = 200_000  # also bounds the wait for terminal input and --timeout
 FRONTEND_PERIOD_S = 0.02
@@ -48,6 +49,17 @@ class MainLoop:
         self.wall_start = time.monotonic()
         self.wall_end: float | None = None
         self.gdb = None  # emu.gdbstub.GdbStub (-s/-gdb): called before and after each run
+        self.control = None  # emu.monitor.Control (-monitor/-qmp): polled between runs
+        self.start_paused = False  # -S with a monitor: "prelaunch" until `cont`
+        self.pause_reason: str | None = None  # "prelaunch", "paused": the guest does not run
+        self._paused_at: float | None = None
+        self._frozen_clock: int | None = None
+        self.reset_cause: str | None = None  # QMP's RESET reason of a reset asked for from outside
+        self.shutdown_reason: str | None = None  # QMP's SHUTDOWN reason, set by what ends the run
+        self.run_limit: int | None = None  # return LIMIT_REACHED once `retired` reaches this
+        self.keep_open = False  # the Python API runs the loop again and again: no goodbyes at return
+        self._warm = False
+        self.irq_counts = [0] * 16  # interrupts delivered per 8259 input (the monitor's `info irq`)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _unimplemented(self) -> GuestError:
@@ -73,9 +85,14 @@ class MainLoop:
         """HLT with IF=1: wait for an interrupt. False when the wall-clock timeout ran out."""
         m, clock, fe = self.m, self.m.clock, self.frontend
         st = m.st
+        ctl = self.control
         while not st[S.INTR_LINE]:
             if self._timed_out():
                 return False
+            if ctl is not None:
+                ctl.poll()
+                if self.pause_reason is not None:
+                    return True
             if self.gdb is not None:
                 self.gdb.idle(0)  # Ctrl-C while halted: gdb is served here, the CPU stays halted
             if m.exit_status is not None or m.reset_requested:
@@ -95,12 +112,14 @@ class MainLoop:
                 if m.icount_sleep:
                     # QEMU's -icount sleep=on: while the guest idles, time follows the host clock
                     # (so a guest waiting for keys does not spin through hours of virtual time)
-                    delay = (nd - clock.now()) / 1e9
+                    full = delay = (nd - clock.now()) / 1e9
+                    if ctl is not None:
+                        delay = min(delay, 0.02)  # the monitor is served between short sleeps
                     if self.wall_end is not None:
                         delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
                     t0 = time.monotonic_ns()
                     woke = fe.wait(delay) if fe is not None else bool(time.sleep(max(0.0, delay)))
-                    if woke:
+                    if woke or delay < full:  # a short sleep: the clock moves by the time slept
                         waited = time.monotonic_ns() - t0
                         target = min(target, clock.instructions + (waited >> clock.shift))
                 if target > clock.instructions:
@@ -112,6 +131,8 @@ class MainLoop:
                     delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
                 if self.gdb is not None:
                     delay = min(delay, 0.05)
+                if ctl is not None:
+                    delay = min(delay, 0.02)
                 if fe is not None:
                     fe.wait(delay)
                 elif delay > 0:
@@ -121,6 +142,87 @@ class MainLoop:
 
     def _timed_out(self) -> bool:
         return self.wall_end is not None and time.monotonic() >= self.wall_end
+
+    # -- run state (the monitor's stop/cont/system_reset/quit) -----------------------------------
+    def pause(self, reason: str = "paused", event: bool = True) -> bool:
+        """Stop the guest between two runs: guest time and --timeout stand still (as under gdb)."""
+        if self.pause_reason is not None:
+            return False
+        self.pause_reason = reason
+        self._paused_at = time.monotonic()
+        clock = self.m.clock
+        if not clock.icount and clock._frozen_ns is None:
+            clock._frozen_ns = clock.now()
+            self._frozen_clock = clock._frozen_ns
+        if event and self.control is not None:
+            self.control.event("STOP")
+        return True
+
+    def resume(self) -> bool:
+        if self.pause_reason is None:
+            return False
+        self.pause_reason = None
+        paused = time.monotonic() - (self._paused_at or time.monotonic())
+        self._paused_at = None
+        if self.wall_end is not None:
+            self.wall_end += paused
+        if self._frozen_clock is not None:
+            clock = self.m.clock
+            clock._host_start = time.monotonic_ns() - self._frozen_clock
+            clock._frozen_ns = None
+            self._frozen_clock = None
+        if self.control is not None:
+            self.control.event("RESUME")
+        return True
+
+    def request_reset(self, cause: str) -> None:
+        self.reset_cause = cause
+        self.m.reset_requested = True
+
+    def request_quit(self, reason: str) -> None:
+        self.shutdown_reason = reason
+        self.m.request_exit(0)
+
+    def _handle_reset(self) -> bool:
+        """A reset was requested: do it (False: -no-reboot, pyemu ends instead)."""
+        cause = self.reset_cause or "guest-reset"
+        self.reset_cause = None
+        if self.no_reboot:
+            self.shutdown_reason = self.shutdown_reason or cause
+            self.reset_message = f"guest reset ({self.m.reset_cause or 'reset'})"
+            return False
+        self.resets += 1
+        self.m.reset()
+        if self.control is not None:
+            self.control.event("RESET", {"guest": cause.startswith("guest"), "reason": cause})
+        return True
+
+    def _serve_paused(self) -> None:
+        """The guest is stopped: serve the monitors (and the terminal's Ctrl-A x) until `cont`."""
+        m, fe = self.m, self.frontend
+        while self.pause_reason is not None and m.exit_status is None:
+            if m.reset_requested and not self._handle_reset():
+                m.request_exit(0)
+                return
+            self.control.wait(0.05)
+            if fe is not None:
+                fe.poll()
+                if fe.quit_requested:
+                    self.request_quit("host-ui")
+
+    def _hold_halted(self) -> None:
+        """Halted for good with a monitor present: the machine stays up for its commands (`info
+        registers`, `system_reset`, `quit`), as QEMU's does."""
+        m, fe = self.m, self.frontend
+        while m.exit_status is None and not m.reset_requested and not self._timed_out():
+            if self.pause_reason is not None:
+                self._serve_paused()
+                continue
+            self.control.wait(0.05)
+            if fe is not None:
+                fe.poll()
+                if fe.quit_requested:
+                    self.request_quit("host-ui")
 
     # -- the loop --------------------------------------------------------------------------------
     @staticmethod
@@ -134,13 +236,27 @@ class MainLoop:
         scratch.deliver_interrupt(0x08)
 
     def run(self) -> int:
-        status = self._run()
+        try:
+            status = self._run()
+            if self.keep_open:
+                return status
+        except BaseException:
+            if self.control is not None and not self.keep_open:
+                self.control.finish(self.shutdown_reason or "host-error")
+            raise
         if self.gdb is not None:
             self.gdb.finish(status)
+        if self.control is not None:
+            reason = self.shutdown_reason
+            if reason is None:
+                reason = "host-signal" if status == EXIT_TIMEOUT else "guest-shutdown"
+            self.control.finish(reason)
         return status
 
     def _run(self) -> int:
-        self.warm_up()
+        if not self._warm:
+            self.warm_up()
+            self._warm = True
         self.wall_start = time.monotonic()
         if not self.m.clock.icount and self.retired == 0:
             # guest time starts now, not when the machine was built (before the warm-up)
@@ -157,8 +273,22 @@ class MainLoop:
         last_ic = int(st[S.ICOUNT])
         next_fe = time.monotonic() + FRONTEND_PERIOD_S
         gdb = self.gdb
+        ctl = self.control
+        if ctl is not None:
+            if self.start_paused:
+                self.pause("prelaunch", event=False)
+            ctl.start()
         while True:
+            if self.pause_reason is not None:
+                self._serve_paused()
+                last_ic = int(st[S.ICOUNT])
+            if m.exit_status is not None:
+                return m.exit_status
             budget = self._budget()
+            if self.run_limit is not None:
+                if self.retired >= self.run_limit:
+                    return LIMIT_REACHED
+                budget = max(1, min(budget, self.run_limit - self.retired))
             if gdb is not None:
                 budget = gdb.before_run(budget)  # blocks while gdb holds the guest stopped
                 if m.exit_status is not None:
@@ -179,23 +309,37 @@ class MainLoop:
                 st[S.IO_PENDING] = 1
             elif reason == S.EXIT_IRQ:
                 if pic.pending():
-                    core.deliver_interrupt(pic.acknowledge())
+                    vector = pic.acknowledge()
+                    core.deliver_interrupt(vector)
+                    base = pic.master.vector_base
+                    if base <= vector < base + 8:
+                        self.irq_counts[vector - base] += 1
+                    elif pic.slave.vector_base <= vector < pic.slave.vector_base + 8:
+                        self.irq_counts[8 + vector - pic.slave.vector_base] += 1
             elif reason == S.EXIT_HLT:
                 if not (int(st[S.EFLAGS]) & IF_FLAG) and not st[S.NMI_PENDING]:
                     while gdb is not None and gdb.attached and m.exit_status is None \
                             and not self._timed_out():
                         gdb.idle(0.05)  # halted for good: gdb may still stop it and look (as QEMU)
+                    if ctl is not None and ctl.holds_machine:
+                        self._hold_halted()
                     if m.exit_status is not None:
                         return m.exit_status
                     if self._timed_out():
                         return EXIT_TIMEOUT
-                    self.halted_message = True
-                    return 0
-                if not self._sleep_until_interrupt():
+                    if not m.reset_requested:
+                        self.halted_message = True
+                        return 0
+                elif not self._sleep_until_interrupt():
                     return EXIT_TIMEOUT
-                if not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested:
-                    self.halted_message = True
-                    return 0
+                elif not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested \
+                        and self.pause_reason is None:
+                    if ctl is None or not ctl.holds_machine:
+                        self.halted_message = True
+                        return 0
+                    self._hold_halted()
+                    if m.exit_status is None and not m.reset_requested:
+                        return EXIT_TIMEOUT
             elif reason == S.EXIT_MMIO_READ:
                 st[S.MMIO_VALUE] = core.phys.exit_read(st)
                 st[S.MMIO_PENDING] = 1
@@ -210,21 +354,21 @@ class MainLoop:
             if m.exit_status is not None:
                 return m.exit_status
             if m.reset_requested:
-                if self.no_reboot:
-                    self.reset_message = f"guest reset ({m.reset_cause or 'reset'})"
+                if not self._handle_reset():
                     return 0
-                self.resets += 1
-                m.reset()
                 last_ic = int(st[S.ICOUNT])
             clock.run_due()
             if gdb is not None:
                 gdb.after_run()
             now = time.monotonic()
+            if ctl is not None:
+                ctl.poll_due(now)
             if now >= next_fe:
                 next_fe = now + FRONTEND_PERIOD_S
                 if fe is not None:
                     fe.poll()
                     if fe.quit_requested:
+                        self.shutdown_reason = self.shutdown_reason or "host-ui"
                         return 0
                 if self.wall_end is not None and now >= self.wall_end:
                     return EXIT_TIMEOUT

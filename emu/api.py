@@ -1,0 +1,184 @@
+"""`emu.Machine`: a PC to drive from Python (tests, scripts, notebooks).
+
+    import emu
+
+    with emu.Machine(fda="boot.img", ram_mb=32) as pc:    # QEMU's option names as keywords
+        pc.run(seconds=2)                                 # or instructions=N; returns why it stopped
+        print(pc.serial_output.decode())                  # what the guest wrote to COM1
+        print(pc.screen_text())                           # the VGA text page
+        pc.type("dir\\r")                                  # keys on the PS/2 keyboard
+        pc.run(instructions=5_000_000)
+        print(pc.registers()["eip"], pc.read(0x7C00, 16))  # registers; linear memory
+        print(pc.hmp("info registers"))                   # any monitor command (emu/monitor.py)
+
+`run()` runs the same main loop as `pyemu boot` (emu/mainloop.py), on the calling thread, and returns
+one of: "limit" (the instructions or seconds asked for have run; call run() again to go on),
+"halted" (HLT with interrupts off: stopped for good), "exit" (isa-debug-exit: see `exit_status`),
+"reset" (a guest reset with no_reboot=True). The virtual clock follows the instructions by default
+(`icount=True`, QEMU's `-icount sleep=off`: while the guest idles in HLT its clock jumps to the next
+timer), so a run of N instructions is repeatable and an idle guest costs no waiting; with
+icount=False guest time follows the host clock, also between two runs. Only retired instructions
+count towards `instructions`: a guest that idles until a key comes retires few, so give `seconds`.
+"""
+
+from __future__ import annotations
+
+from emu import pagewalk
+
+
+class Machine:
+    def __init__(self, image: str | None = None, *, fda: str | None = None, fdb: str | None = None,
+                 hda: str | None = None, hdb: str | None = None, cdrom: str | None = None,
+                 kernel: str | None = None, initrd: str | None = None, append: str | None = None,
+                 bios: str | None = None, boot: str = "", ram_mb: int = 128, icount: bool = True,
+                 snapshot: bool = False, no_reboot: bool = False, debug_exit: bool = False):
+        from emu.devices.diskimage import floppy_format
+        from emu.devices.uart16550 import MemoryBackend
+        from emu.display import Frontend
+        from emu.machine import Machine as Pc
+        from emu.machine import MachineConfig
+        from emu.mainloop import MainLoop
+        from emu.monitor import Control
+
+        cfg = MachineConfig(ram_mb=ram_mb, snapshot=snapshot, no_reboot=no_reboot, icount=icount,
+                            icount_sleep=False, kernel=kernel, initrd=initrd, append=append, bios_file=bios,
+                            boot_order=boot)
+        cfg.floppies = [fda, fdb]
+        cfg.disks = [hda, hdb]
+        cfg.cdrom = cdrom
+        if image is not None:  # as `pyemu boot IMAGE`: a floppy by its size, else the first disk
+            import os
+
+            size = os.path.getsize(image) if os.path.exists(image) else None
+            if size is not None and floppy_format(size) is not None and fda is None:
+                cfg.floppies[0] = image
+            else:
+                cfg.disks[0] = image
+        self._serial = MemoryBackend()
+        cfg.serial_backend = self._serial
+        self.debugcon_output = bytearray()
+        cfg.debugcon = self.debugcon_output.extend
+        if debug_exit:
+            cfg.debug_exit = (0xF4, 0x04)
+        self.pc = Pc(cfg)  # the machine itself (emu.machine.Machine): devices, core, clock
+        self._frontend = Frontend(self.pc, "none", stdin_fd=None)
+        self._loop = MainLoop(self.pc, self._frontend, no_reboot=no_reboot)
+        self._loop.keep_open = True
+        self._control = Control(self._loop)  # for hmp(); no endpoints
+        self._closed = False
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, instructions: int | None = None, seconds: float | None = None) -> str:
+        """Run until `instructions` more have retired or `seconds` of host time have passed (both:
+        whichever comes first; neither: until the guest halts or exits)."""
+        from emu.mainloop import EXIT_TIMEOUT, LIMIT_REACHED
+
+        if self._closed:
+            raise RuntimeError("the machine is closed")
+        loop, pc = self._loop, self.pc
+        if pc.exit_status is not None:
+            return "exit"
+        loop.resume()  # a `stop` given through hmp() does not outlive the next run
+        loop.run_limit = None if instructions is None else loop.retired + max(0, int(instructions))
+        loop.timeout = seconds
+        loop.wall_end = None
+        loop.halted_message = False
+        status = loop.run()
+        loop.run_limit = None
+        if status in (LIMIT_REACHED, EXIT_TIMEOUT):
+            return "limit"
+        if pc.exit_status is not None:
+            return "exit"
+        if loop.halted_message:
+            return "halted"
+        return "reset"
+
+    @property
+    def instructions(self) -> int:
+        """Guest instructions retired so far (over all runs and resets)."""
+        return self._loop.retired
+
+    @property
+    def exit_status(self) -> int | None:
+        """pyemu's exit status after an isa-debug-exit write ((value << 1) | 1), else None."""
+        return self.pc.exit_status
+
+    @property
+    def serial_output(self) -> bytes:
+        """Everything the guest has written to COM1."""
+        return bytes(self._serial.output)
+
+    def serial_input(self, data: bytes | str) -> None:
+        """Bytes for the guest to receive on COM1."""
+        self.pc.serial[0].receive(data.encode() if isinstance(data, str) else data)
+
+    # -- looking -------------------------------------------------------------------------------------
+    def registers(self) -> dict[str, int]:
+        """eax..edi, eip, pc (CS.base + EIP), eflags, the segment selectors, cr0/cr2/cr3/cr4 and
+        the 16-bit ax..di."""
+        return self._control.hmp._registers()
+
+    def read(self, addr: int, length: int, physical: bool = False) -> bytes:
+        """Guest memory: linear addresses through the page tables (a short result where a page is
+        not present), or physical ones."""
+        if physical:
+            return self.pc.core.read_phys(addr, length)
+        return pagewalk.read_linear(self.pc.core, addr, length) or b""
+
+    def write(self, addr: int, data: bytes, physical: bool = False) -> None:
+        """Write guest memory (translated code there is dropped). ValueError where a linear page is
+        not present."""
+        core = self.pc.core
+        while data:
+            n = min(len(data), 0x1000 - (addr & 0xFFF))
+            phys = addr if physical else pagewalk.linear_to_phys(core, addr)
+            if phys is None:
+                raise ValueError(f"linear address {addr:#x} is not mapped")
+            core.write_phys(phys, data[:n])
+            addr, data = addr + n, data[n:]
+
+    def screen_text(self) -> str:
+        """The VGA text page, one line per row (empty in a graphics mode)."""
+        return self.pc.vga.screendump_text()
+
+    def screendump(self, path: str, fmt: str | None = None) -> None:
+        """The screen to a file: .txt, .png, or PPM (as the monitor's screendump)."""
+        from emu.monitor import write_screen
+
+        write_screen(self.pc.vga, path, fmt)
+
+    def hmp(self, line: str) -> str:
+        """A monitor command and its answer, e.g. hmp("info registers"), hmp("x/4i $pc")."""
+        return self._control.hmp.execute(line)
+
+    def stats(self) -> dict:
+        """The --stats counters."""
+        return self._loop.stats()
+
+    # -- steering -------------------------------------------------------------------------------------
+    def type(self, text: str) -> None:
+        """Keys on the PS/2 keyboard, as a terminal would send them ("\\r" is Enter, "\\x1b" Esc);
+        they are typed one by one while the guest runs."""
+        from emu import hostkeys
+
+        self._frontend.keys.extend(hostkeys.decode(text.encode("latin-1")))
+
+    def sendkey(self, keys: str) -> None:
+        """QEMU's sendkey: `-`-joined key names pressed together, e.g. "ctrl-alt-delete"."""
+        self._control.hmp.sendkey(keys)  # emu.monitor.MonitorError for a key it does not know
+
+    def reset(self) -> None:
+        """A system reset now: the CPU restarts at F000:FFF0, the devices at power-on."""
+        self._loop.resets += 1
+        self.pc.reset()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.pc.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,75 @@
+"""`emu.Machine`, the Python API (emu/api.py): build a PC from Python, run it in slices, look at it,
+type on it; small boot sectors assembled by nasm."""
+
+from __future__ import annotations
+
+import pytest
+
+import emu
+from tests.cpu.guestasm import needs_nasm
+from tests.test_boot_cli import write_floppy
+from tests.test_machine import boot_sector
+
+pytestmark = needs_nasm
+
+SPIN = "xor ecx, ecx\nspin: inc ecx\njmp spin\n"
+# Echoes typed keys (INT 16h) to COM1 (INT 14h would be slower to set up: the UART is written directly)
+ECHO_KEYS = """
+.k: xor ah, ah
+    int 0x16
+    cmp al, 0x1b
+    je done
+    mov dx, 0x3f8
+    out dx, al
+    jmp .k
+"""
+
+
+@pytest.fixture()
+def floppy(tmp_path):
+    def make(body: str) -> str:
+        return str(write_floppy(tmp_path / "f.img", boot_sector(body)))
+    return make
+
+
+def test_run_in_slices_of_instructions(floppy):
+    with emu.Machine(floppy(SPIN), ram_mb=8) as pc:
+        assert pc.run(instructions=2_000_000) == "limit"
+        first = pc.instructions
+        assert first >= 2_000_000
+        ecx = pc.registers()["ecx"]
+        assert ecx > 0  # the BIOS has booted the sector and it has been counting
+        assert pc.run(instructions=100_000) == "limit"
+        assert 100_000 <= pc.instructions - first < 100_000 + 50  # a slice ends where it was asked to
+        assert 0 < pc.registers()["ecx"] - ecx <= 100_000 // 2 + 1  # two instructions per turn
+        assert pc.read(0x7DFE, 2) == b"\x55\xaa"
+        pc.write(0x500, b"pyemu")
+        assert pc.read(0x500, 5, physical=True) == b"pyemu"
+        assert "EAX=" in pc.hmp("info registers")
+
+
+def test_serial_output_halt_and_exit_status(floppy):
+    body = "mov dx, 0x3f8\nmov al, 'o'\nout dx, al\nmov al, 'k'\nout dx, al\njmp done\n"
+    with emu.Machine(fda=floppy(body), ram_mb=8) as pc:
+        assert pc.run(seconds=60) == "halted"
+        assert pc.serial_output == b"ok"
+        assert pc.registers()["eflags"] & 0x200 == 0
+        assert pc.run(instructions=10) == "halted"  # halted for good stays halted
+        pc.reset()
+        assert pc.run(seconds=60) == "halted"
+        assert pc.serial_output == b"okok"
+    with emu.Machine(fda=floppy("mov al, 5\nout 0xf4, al\njmp done\n"), ram_mb=8, debug_exit=True) as pc:
+        assert pc.run(seconds=60) == "exit"
+        assert pc.exit_status == 11  # (5 << 1) | 1, as isa-debug-exit
+
+
+def test_typed_keys_reach_the_guest(floppy):
+    with emu.Machine(floppy(ECHO_KEYS), ram_mb=8) as pc:
+        assert pc.run(seconds=2) == "limit"  # booted, waiting in INT 16h
+        pc.type("Hi!\r")
+        pc.run(seconds=1)
+        assert pc.serial_output == b"Hi!\r"
+        pc.type("\x1b")
+        assert pc.run(seconds=60) == "halted"
+        with pytest.raises(Exception, match="unknown key"):
+            pc.sendkey("frob")
