@@ -231,9 +231,10 @@ class MainLoop:
         starts, so that `--timeout` and host-time devices do not count numba's compile time."""
         from emu.cpu.core import CpuCore
 
-        scratch = CpuCore(1 << 20)
-        scratch.run(0)
-        scratch.deliver_interrupt(0x08)
+        with CompileNotice():
+            scratch = CpuCore(1 << 20)
+            scratch.run(0)
+            scratch.deliver_interrupt(0x08)
 
     def run(self) -> int:
         try:
@@ -395,3 +396,52 @@ class MainLoop:
         if insns:
             d["compiled_share"] = round(d.get("compiled_insns", 0) / insns, 4)
         return d
+
+
+class CompileNotice:
+    """Say so on stderr when loading the engine takes long: numba compiles it after an install or an
+    update (minutes, once; the cache makes later starts take well under a second). Nothing is
+    printed for a warm start. On a terminal the line counts the seconds as it goes."""
+
+    QUIET_SECONDS = 2.0  # a warm start loads in well under this
+    TEXT = "pyemu: compiling the engine for this machine (once after an install or update; a few minutes)"
+
+    def __init__(self, out=None):
+        import sys
+        import threading
+
+        self.out = out or sys.stderr
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.shown = False
+        self.t0 = 0.0
+
+    def _watch(self) -> None:
+        if self.done.wait(self.QUIET_SECONDS):
+            return
+        tty = getattr(self.out, "isatty", lambda: False)()
+        self.shown = True
+        try:
+            self.out.write(self.TEXT + ("" if tty else "...\n"))
+            self.out.flush()
+            while tty and not self.done.wait(1.0):
+                self.out.write(f"\r{self.TEXT}: {time.monotonic() - self.t0:.0f} s")
+                self.out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        if self.shown:
+            try:
+                tty = getattr(self.out, "isatty", lambda: False)()
+                self.out.write(("\r" if tty else "") + f"{self.TEXT}: done in {time.monotonic() - self.t0:.0f} s\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass

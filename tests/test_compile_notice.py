@@ -1,0 +1,41 @@
+"""A cold start says what it is doing: one line while numba compiles the engine (issue 10/14)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from emu.mainloop import CompileNotice
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_slow_engine_load_prints_one_line_with_progress(monkeypatch):
+    monkeypatch.setattr(CompileNotice, "QUIET_SECONDS", 0.05)
+    out = _Tty()
+    with CompileNotice(out):
+        time.sleep(1.3)  # stands for numba compiling
+    text = out.getvalue()
+    assert text.startswith(CompileNotice.TEXT)
+    assert "\r" in text and " s" in text  # the elapsed seconds, rewritten in place
+    assert text.endswith("s\n") and "done in" in text
+    assert text.count("\n") == 1  # one line on a terminal
+
+
+def test_a_warm_start_prints_nothing():
+    out = io.StringIO()
+    with CompileNotice(out):
+        pass
+    assert out.getvalue() == ""
+
+
+def test_not_a_terminal_gets_the_line_and_the_end(monkeypatch):
+    monkeypatch.setattr(CompileNotice, "QUIET_SECONDS", 0.05)
+    out = io.StringIO()
+    with CompileNotice(out):
+        time.sleep(0.3)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(CompileNotice.TEXT) and "done in" in lines[1]
