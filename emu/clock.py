@@ -72,6 +72,12 @@ class VirtualClock:
             return self._frozen_ns
         return time.monotonic_ns() - self._host_start
 
+    def skip_host(self, ns: int) -> None:
+        """Host time the guest did not live through (pyemu compiling its code): guest time, which
+        follows the host clock, leaves it out, so timers and the TSC do not jump over it."""
+        if not self.icount and self._frozen_ns is None:
+            self._host_start += ns
+
     def advance_instructions(self, n: int) -> None:
         self.instructions += n
 

@@ -118,6 +118,7 @@ class Machine:
         from emu.cpu.core import CpuCore
 
         self.core = CpuCore(self.ram_bytes, rom, tier1_threshold=cfg.tier1_threshold)
+        self.core.compile_hook = self.clock.skip_host  # compiling is not guest time
         self.st = self.core.st
         self.bus = IoBus()
         self._mapped: dict[int, tuple] = {}  # map_region: id(region) -> (base, replaced pmap entries)
