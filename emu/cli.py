@@ -246,6 +246,8 @@ def _add_boot_parser(sub) -> _Parser:
                       help="file=PATH[,format=raw|qcow2][,if=ide|floppy][,index=N][,media=disk|cdrom]"
                            "[,snapshot=on][,readonly=on]")
     boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int,unimp")
+    boot.add_argument("-one-insn-per-tb", "-singlestep", dest="one_insn", action="store_true",
+                      help="with -d exec/cpu: one instruction per run, logged in qemu -one-insn-per-tb's layout")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
     boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
@@ -497,7 +499,7 @@ def _boot(args, signals: _StopSignals) -> int:
         from emu.cpu.tracelog import parse_items  # imports numba, but compiles nothing yet
 
         try:
-            log_mask = parse_items(args.log_items)
+            log_mask = parse_items(",".join(x for x in args.log_items.split(",") if x.strip() != "nochain"))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if args.opt_D:
@@ -516,10 +518,19 @@ def _boot(args, signals: _StopSignals) -> int:
                   serial_input=serial_spec == "stdio")
     trace = None
     if args.log_items:
+        from emu.cpu import state as S
         from emu.cpu.tracelog import TraceLog
 
+        insn_hook = None
+        if args.one_insn and log_mask & (S.LOG_EXEC | S.LOG_CPU):
+            from emu.qemulog import InsnTrace
+
+            insn_hook = InsnTrace(machine.core, log_out, bool(log_mask & S.LOG_EXEC), bool(log_mask & S.LOG_CPU))
+            log_mask &= ~(S.LOG_EXEC | S.LOG_CPU)
         trace = TraceLog(machine.core, log_mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
+    if args.log_items:
+        loop.insn_hook = insn_hook
     if gdb_listener is not None:
         from emu.gdbstub import GdbStub
 
