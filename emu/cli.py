@@ -109,6 +109,9 @@ def build_parser() -> _Parser:
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
 
     parser.boot_parser = _add_boot_parser(sub)
+    from emu.tracediff import add_parser as _add_trace_diff
+
+    _add_trace_diff(sub, _int_auto)
     sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
     return parser
 
@@ -248,6 +251,8 @@ def _add_boot_parser(sub) -> _Parser:
     boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int,unimp")
     boot.add_argument("-one-insn-per-tb", "-singlestep", dest="one_insn", action="store_true",
                       help="with -d exec/cpu: one instruction per run, logged in qemu -one-insn-per-tb's layout")
+    boot.add_argument("--lockstep", choices=("unicorn",), help="run each instruction in unicorn too; stop at the "
+                      "first difference (one instruction per run: slow)")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
     boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
@@ -531,6 +536,11 @@ def _boot(args, signals: _StopSignals) -> int:
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
     if args.log_items:
         loop.insn_hook = insn_hook
+    if args.lockstep:
+        from emu.lockstep import Hooks, Lockstep
+
+        lockstep = Lockstep(machine)
+        loop.insn_hook = Hooks(loop.insn_hook, lockstep) if loop.insn_hook is not None else lockstep
     if gdb_listener is not None:
         from emu.gdbstub import GdbStub
 
@@ -671,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_disasm(args)
         if args.command == "boot":
             return _cmd_boot(args)
+        if args.command == "trace-diff":
+            from emu.tracediff import main as trace_diff_main
+
+            return trace_diff_main(args)
         raise UsageError("a command is needed: pyemu boot, disasm or img ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)

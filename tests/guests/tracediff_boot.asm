@@ -2,12 +2,23 @@
 ; Loops over arithmetic in both modes, then leaves through isa-debug-exit (port 0xf4).
 bits 16
 org 0x7c00
-start:
+start:                      ; the first SETUP_INSNS instructions make the state independent of the BIOS
     cli
-    xor ax, ax
+    xor eax, eax
     mov ds, ax
+    mov es, ax
+    mov fs, ax
+    mov gs, ax
     mov ss, ax
-    mov sp, 0x7c00
+    mov esp, 0x7c00
+    xor ebx, ebx
+    xor ecx, ecx
+    xor edx, edx
+    xor esi, esi
+    xor edi, edi
+    xor ebp, ebp
+    push word 2
+    popf                    ; SETUP_INSNS = 16: compare from here (trace-diff --skip 16)
     mov cx, 40
     mov bx, 0x1234
 .rloop:
