@@ -586,6 +586,9 @@ def _boot(args, signals: _StopSignals) -> int:
         for fh in to_close:
             fh.close()
         machine.close()
+    if args.lockstep and not lockstep.diverged:
+        _say(f"pyemu: lockstep: no difference from unicorn in {lockstep.compared} instructions compared "
+             f"({lockstep.copied} copied)")
     if mode != "curses":
         for text in machine.messages:
             _say(f"pyemu: bios: {text}")
