@@ -2,7 +2,8 @@
 
 Both logs may come from pyemu or from `qemu-system-i386 -d exec,cpu,nochain -singlestep` (7.2; later
 versions call the option -one-insn-per-tb). A record is one `Trace` line and the register dump after it:
-the state *before* that instruction. The two record streams are aligned at the first instruction whose
+the state *before* that instruction (a record identical to the one before it is dropped). The two
+record streams are aligned at the first instruction whose
 linear PC is `--start` (or, without it, the first PC of B that A also has, so that QEMU's SeaBIOS
 prologue and pyemu's BIOS drop out), then compared record by record: the PC sequence, the GPRs, EIP,
 EFLAGS (less `--ignore-flags`) and the segment selectors. The first difference is printed with both
@@ -67,7 +68,18 @@ def parse(lines) -> list[Record]:
             cur.text.append(line)
         elif line.startswith(("CR0=", "GDT=", "IDT=")):
             cur.text.append(line)
-    return recs
+    return collapse(recs)
+
+
+def collapse(recs: list[Record]) -> list[Record]:
+    """Drops a record identical (PC and registers) to the one before it: QEMU logs a block again when it
+    left it before its instruction ran (an exit request at the block's start), and so would a `jmp $`."""
+    out: list[Record] = []
+    for r in recs:
+        if out and out[-1].linear_pc() == r.linear_pc() and out[-1].regs == r.regs:
+            continue
+        out.append(r)
+    return out
 
 
 def _align(a: list[Record], b: list[Record], start: int | None) -> tuple[int, int] | None:

@@ -4,6 +4,9 @@ bits 16
 org 0x7c00
 start:                      ; the first SETUP_INSNS instructions make the state independent of the BIOS
     cli
+    mov eax, cr0
+    and eax, 0x9fffffff     ; CD and NW: SeaBIOS clears them, pyemu's BIOS leaves the reset value 0x60000010
+    mov cr0, eax
     xor eax, eax
     mov ds, ax
     mov es, ax
@@ -18,7 +21,7 @@ start:                      ; the first SETUP_INSNS instructions make the state 
     xor edi, edi
     xor ebp, ebp
     push word 2
-    popf                    ; SETUP_INSNS = 16: compare from here (trace-diff --skip 16)
+    popf                    ; SETUP_INSNS = 19: compare from here (trace-diff --skip 19)
     mov cx, 40
     mov bx, 0x1234
 .rloop:
