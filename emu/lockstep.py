@@ -66,6 +66,7 @@ class Lockstep:
         self.compared = 0
         self.copied = 0
         self.diverged = False
+        self._logged: set[int] = set()
         self._gpr_ids = [getattr(X, f"UC_X86_REG_{n.upper()}") for n in GPR_ORDER]
         self._seg_ids = [X.UC_X86_REG_ES, X.UC_X86_REG_CS, X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_FS,
                          X.UC_X86_REG_GS]
@@ -133,7 +134,8 @@ class Lockstep:
         if why is not None:
             self.copied += 1
             self._synced = None  # resynchronise unicorn's memory before the next compared instruction
-            if self.verbose or self.copied <= 20:
+            if self.verbose or snap["pc"] not in self._logged:  # each address once (loops stay quiet)
+                self._logged.add(snap["pc"])
                 text = f"{insn.mnemonic} {insn.op_str}" if insn is not None else "?"
                 self.out.write(f"lockstep: {snap['pc']:08x} {text}: {why}; pyemu's result copied to unicorn\n")
 
