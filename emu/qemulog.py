@@ -31,7 +31,9 @@ def _seg_desc(st, seg: int, pe: bool, vm: bool) -> str:
     base = int(st[S.seg_slot(seg, S.SEG_BASE)]) & 0xFFFFFFFF
     limit = int(st[S.seg_slot(seg, S.SEG_LIMIT)]) & 0xFFFFFFFF
     attr = int(st[S.seg_slot(seg, S.SEG_ATTR)]) & 0xFFFF
-    flags = (attr & 0xFF) << 8 | (attr >> 8 & 0xF0) << 16  # QEMU keeps the descriptor's high dword bits
+    raw_limit = limit >> 12 if attr & 0x8000 else limit  # as in the descriptor (G set: in 4 KiB units)
+    # QEMU keeps the descriptor's high dword: access byte, limit bits 19:16, G/DB/L/AVL
+    flags = (attr & 0xFF) << 8 | (raw_limit >> 16 & 0xF) << 16 | (attr >> 8 & 0xF0) << 16
     name = ("ES ", "CS ", "SS ", "DS ", "FS ", "GS ", "LDT", "TR ")[seg]
     line = f"{name}={sel:04x} {base:08x} {limit:08x} {flags:08x}"
     if not pe or vm:
