@@ -109,6 +109,9 @@ def build_parser() -> _Parser:
     src.add_argument("--sample", action="store_true", help="the built-in sample program")
 
     parser.boot_parser = _add_boot_parser(sub)
+    from emu.tracediff import add_parser as _add_trace_diff
+
+    _add_trace_diff(sub, _int_auto)
     sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
     return parser
 
@@ -246,6 +249,10 @@ def _add_boot_parser(sub) -> _Parser:
                       help="file=PATH[,format=raw|qcow2][,if=ide|floppy][,index=N][,media=disk|cdrom]"
                            "[,snapshot=on][,readonly=on]")
     boot.add_argument("-d", dest="log_items", metavar="ITEMS", help="logs: in_asm,exec,cpu,int,unimp")
+    boot.add_argument("-one-insn-per-tb", "-singlestep", dest="one_insn", action="store_true",
+                      help="with -d exec/cpu: one instruction per run, logged in qemu -one-insn-per-tb's layout")
+    boot.add_argument("--lockstep", choices=("unicorn",), help="run each instruction in unicorn too; stop at the "
+                      "first difference (one instruction per run: slow)")
     boot.add_argument("-nographic", action="store_true", help="no screen; COM1 on stdin/stdout")
     boot.add_argument("-no-reboot", dest="no_reboot", action="store_true", help="exit (0) on a guest reset")
     boot.add_argument("-snapshot", action="store_true", help="disk writes go to a temporary overlay")
@@ -497,7 +504,7 @@ def _boot(args, signals: _StopSignals) -> int:
         from emu.cpu.tracelog import parse_items  # imports numba, but compiles nothing yet
 
         try:
-            log_mask = parse_items(args.log_items)
+            log_mask = parse_items(",".join(x for x in args.log_items.split(",") if x.strip() != "nochain"))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if args.opt_D:
@@ -516,10 +523,24 @@ def _boot(args, signals: _StopSignals) -> int:
                   serial_input=serial_spec == "stdio")
     trace = None
     if args.log_items:
+        from emu.cpu import state as S
         from emu.cpu.tracelog import TraceLog
 
+        insn_hook = None
+        if args.one_insn and log_mask & (S.LOG_EXEC | S.LOG_CPU):
+            from emu.qemulog import InsnTrace
+
+            insn_hook = InsnTrace(machine.core, log_out, bool(log_mask & S.LOG_EXEC), bool(log_mask & S.LOG_CPU))
+            log_mask &= ~(S.LOG_EXEC | S.LOG_CPU)
         trace = TraceLog(machine.core, log_mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
+    if args.log_items:
+        loop.insn_hook = insn_hook
+    if args.lockstep:
+        from emu.lockstep import Hooks, Lockstep
+
+        lockstep = Lockstep(machine)
+        loop.insn_hook = Hooks(loop.insn_hook, lockstep) if loop.insn_hook is not None else lockstep
     if gdb_listener is not None:
         from emu.gdbstub import GdbStub
 
@@ -565,6 +586,9 @@ def _boot(args, signals: _StopSignals) -> int:
         for fh in to_close:
             fh.close()
         machine.close()
+    if args.lockstep and not lockstep.diverged:
+        _say(f"pyemu: lockstep: no difference from unicorn in {lockstep.compared} instructions compared "
+             f"({lockstep.copied} copied)")
     if mode != "curses":
         for text in machine.messages:
             _say(f"pyemu: bios: {text}")
@@ -660,6 +684,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_disasm(args)
         if args.command == "boot":
             return _cmd_boot(args)
+        if args.command == "trace-diff":
+            from emu.tracediff import main as trace_diff_main
+
+            return trace_diff_main(args)
         raise UsageError("a command is needed: pyemu boot, disasm or img ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ class MainLoop:
                  trace=None):
         self.m = machine
         self.trace = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
+        self.insn_hook = None  # -one-insn-per-tb: runs one instruction per core.run, hook.before() first
         self.frontend = frontend
         self.timeout = timeout
         self.no_reboot = no_reboot
@@ -294,7 +295,12 @@ class MainLoop:
                 budget = gdb.before_run(budget)  # blocks while gdb holds the guest stopped
                 if m.exit_status is not None:
                     return m.exit_status
+            if self.insn_hook is not None:
+                budget = 1
+                self.insn_hook.before()
             reason = core.run(budget)
+            if self.insn_hook is not None:
+                self.insn_hook.after(reason)
             ic = int(st[S.ICOUNT])
             clock.advance_instructions(ic - last_ic)
             tsc.sync()

@@ -1,0 +1,73 @@
+"""--lockstep unicorn (emu/lockstep.py): a guest both agree on runs to its end; a planted bug is found where it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emu import cli
+from emu.cpu import state as S
+from emu.cpu.core import CpuCore
+from tests.cpu.guestasm import needs_nasm
+
+pytest.importorskip("unicorn")
+pytest.importorskip("capstone")
+pytestmark = needs_nasm
+
+GUEST = Path(__file__).parent / "guests" / "tracediff_boot.asm"
+DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+
+
+def floppy(tmp_path) -> tuple[Path, bytes]:
+    import subprocess
+
+    img = tmp_path / "boot.img"
+    subprocess.run(["nasm", "-f", "bin", "-o", str(img), str(GUEST)], check=True)
+    code = img.read_bytes()
+    with open(img, "ab") as fh:
+        fh.truncate(1474560)
+    return img, code
+
+
+def boot(img: Path, *extra: str) -> int:
+    return cli.main(["boot", "-fda", str(img), "-display", "none", "-m", "16", *DEBUG_EXIT, *extra])
+
+
+def test_guest_runs_to_its_end_in_lockstep(tmp_path, capsys):
+    img, _ = floppy(tmp_path)
+    rc = boot(img, "--lockstep", "unicorn")
+    err = capsys.readouterr().err
+    assert "DIVERGED" not in err, err
+    assert rc == 1, err  # isa-debug-exit with 0: (0 << 1) | 1
+    line = next(x for x in err.splitlines() if "no difference from unicorn" in x)
+    compared = int(line.split(" in ")[1].split()[0])
+    assert compared > 500, line  # both loops (40 and 60 turns) were compared, not copied
+    assert "lockstep: 00007c" in err and "out 0xf4" in err  # the port write was copied, and said so
+
+
+def test_planted_carry_bug_is_found_at_the_add(tmp_path, capsys, monkeypatch):
+    img, code = floppy(tmp_path)
+    target = 0x7C00 + code.rindex(bytes.fromhex("01d8"))  # `add eax, ebx` in the protected-mode loop
+    real_run = CpuCore.run
+    hits = []
+
+    def buggy_run(self, max_insns=1 << 62):
+        st = self.st
+        pc = int(st[S.seg_slot(S.CS, S.SEG_BASE)]) + int(st[S.EIP])
+        ic = int(st[S.ICOUNT])
+        reason = real_run(self, max_insns)
+        if pc == target and max_insns == 1 and int(st[S.ICOUNT]) == ic + 1:
+            hits.append(ic)
+            if len(hits) == 3:  # the third turn of the loop: CF comes out inverted
+                self.set_flags(self.get_flags() ^ 1)
+        return reason
+
+    monkeypatch.setattr(CpuCore, "run", buggy_run)
+    rc = boot(img, "--lockstep", "unicorn")
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "DIVERGED" in err
+    assert f"instruction {target:08x}: 01 d8  add eax, ebx" in err, err
+    assert "EFLAGS pyemu=" in err and "(differs in 0x1)" in err, err
+    assert len(hits) == 3  # stopped at once, not on a later instruction
