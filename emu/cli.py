@@ -110,6 +110,10 @@ def build_parser() -> _Parser:
 
     parser.boot_parser = _add_boot_parser(sub)
     sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
+    fuzz = sub.add_parser("fuzz", help="differential fuzzing of the engine: random programs in both tiers")
+    from emu.fuzz.campaign import add_arguments
+
+    add_arguments(fuzz)
     return parser
 
 
@@ -660,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_disasm(args)
         if args.command == "boot":
             return _cmd_boot(args)
+        if args.command == "fuzz":
+            from emu.fuzz.campaign import cmd_fuzz
+
+            return cmd_fuzz(args)
         raise UsageError("a command is needed: pyemu boot, disasm or img ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)
