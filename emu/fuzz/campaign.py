@@ -188,13 +188,18 @@ def _batches(programs: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, programs))) for i in range(0, programs, size)]
 
 
-def _run_local(seed, batches, modes, budget, workers, use_unicorn, log):
+def _run_local(seed, batches, modes, budget, workers, use_unicorn, log, deadline=None):
     results = []
     pool = ProcessPoolExecutor(workers)
     futs = [pool.submit(run_batch, seed, b, modes, budget, use_unicorn) for b in batches]
     warm = False
     try:
         for i, b in enumerate(batches):
+            if deadline is not None and time.monotonic() > deadline:
+                log(f"time limit: stopping after {sum(r['n'] for r in results)} programs")
+                for f in futs[i:]:
+                    f.cancel()
+                break
             timeout = len(b) * PER_PROGRAM_TIMEOUT + (60 if warm else WARMUP_TIMEOUT)
             try:
                 results.append(futs[i].result(timeout=timeout))
@@ -249,7 +254,7 @@ def _run_ray(address, seed, batches, modes, budget, use_unicorn, log):
 
 def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all",), budget: int = 20_000,
              out: str | None = None, ray_address: str | None = None, use_unicorn: bool = False,
-             minimize_per_key: int = 2, batch: int = BATCH, log=print) -> dict:
+             minimize_per_key: int = 2, batch: int = BATCH, log=print, max_seconds: float | None = None) -> dict:
     if isinstance(modes, str):
         modes = (modes,)
     modes = tuple(G.MODES) if "all" in modes else tuple(modes)
@@ -260,7 +265,8 @@ def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all"
     elif workers <= 0:
         results = [run_batch(seed, b, modes, budget, use_unicorn) for b in batches]
     else:
-        results = _run_local(seed, batches, modes, budget, workers, use_unicorn, log)
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        results = _run_local(seed, batches, modes, budget, workers, use_unicorn, log, deadline)
     seconds = time.perf_counter() - t
     raw = [f for r in results for f in r["findings"]]
     keys: dict[tuple, int] = {}
@@ -292,6 +298,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--unicorn", action="store_true", help="also compare flat 32-bit programs with unicorn")
     parser.add_argument("--budget", type=int, default=20_000, help="instructions per run (default 20000)")
     parser.add_argument("--batch", type=int, default=BATCH, help="programs per batch (task)")
+    parser.add_argument("--max-seconds", type=float, help="stop starting batches after this long (local workers)")
 
 
 def cmd_fuzz(args) -> int:
@@ -299,7 +306,7 @@ def cmd_fuzz(args) -> int:
         print(f"fuzz: {msg}", file=sys.stderr, flush=True)
 
     s = campaign(args.programs, args.seed, args.workers, (args.mode,), args.budget, args.out, args.ray,
-                 args.unicorn, batch=args.batch, log=log)
+                 args.unicorn, batch=args.batch, log=log, max_seconds=args.max_seconds)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
         json.dump(s, fh, indent=1)
