@@ -34,7 +34,7 @@ def _run(programs: int, seed: int, budget: int, workers: int = 2):
 
 
 def test_campaign_ci_slice():
-    s = _run(2000, seed=2026, budget=2000)
+    s = _run(1600, seed=2026, budget=2000)
     assert s["with_compiled_second_run"] > 200  # tier 1 really ran compiled code
 
 
