@@ -147,8 +147,8 @@ def minimize(p: dict, f: dict, budget: int, max_tries: int = 300) -> tuple[dict,
     """Drop chunks of code bytes (halves, quarters, ... single bytes) while the finding reproduces."""
     code = bytes.fromhex(p["code"])
     tries = 0
-    if f["kind"] in ("crash", "hang"):
-        max_tries = min(max_tries, 25)
+    if f["kind"] in ("crash", "hang", "slow"):  # each try costs seconds
+        max_tries = min(max_tries, 12)
     chunk = max(1, len(code) // 2)
     while chunk >= 1 and tries < max_tries:
         i = 0
