@@ -20,7 +20,8 @@ Guest-physical layout (1 MiB of RAM):
     04000-07FFF  stacks
     10000-10FFF  the code (CS base 10000h in real, pm16 and v86 modes)
     20000-3FFFF  data, random bytes (DS base in 16-bit modes)
-    everything else above 10000h holds HLT (F4), so that a wild jump ends soon
+    everything else from 04000h holds HLT (F4), so that a wild jump ends soon (a sled of 00 00
+                 would make tier 1 compile a new block every 30 instructions)
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def image(p: dict) -> np.ndarray:
     rng = np.random.default_rng(p["seed"])
     pr = random.Random(p["seed"] ^ 0x5EED)
     mem = np.full(G.RAM, 0xF4, dtype=np.uint8)  # HLT wherever a jump may land (no long sleds of 00 00)
-    mem[:0x10000] = 0
+    mem[:0x4000] = 0  # IVT, TSS, GDT, IDT, page tables (the stubs are rewritten below)
     mem[G.DATA_BASE:G.DATA_BASE + 0x20000] = rng.integers(0, 256, 0x20000, dtype=np.uint8)
     ivt = b"".join(((G.STUBS >> 4) << 16 | v).to_bytes(4, "little") for v in range(256))
     mem[0:0x400] = np.frombuffer(ivt, dtype=np.uint8)
