@@ -113,6 +113,10 @@ def build_parser() -> _Parser:
 
     _add_trace_diff(sub, _int_auto)
     sub.add_parser("img", help="create, inspect, check and convert disk images (qemu-img's verbs)", add_help=False)
+    fuzz = sub.add_parser("fuzz", help="differential fuzzing of the engine: random programs in both tiers")
+    from emu.fuzz.campaign import add_arguments
+
+    add_arguments(fuzz)
     return parser
 
 
@@ -688,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
             from emu.tracediff import main as trace_diff_main
 
             return trace_diff_main(args)
+        if args.command == "fuzz":
+            from emu.fuzz.campaign import cmd_fuzz
+
+            return cmd_fuzz(args)
         raise UsageError("a command is needed: pyemu boot, disasm or img ... (see pyemu --help)")
     except UsageError as exc:
         print(f"pyemu: error: {exc}", file=sys.stderr)

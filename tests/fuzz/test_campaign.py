@@ -1,0 +1,43 @@
+"""CI slice of the fuzzing campaign: random programs in all five modes, tier 0 against tier 1.
+
+Any finding (a divergence between the tiers, an exception, a crash or hang of a worker, a run that
+retires more than its budget) fails the test and is printed with its program; `pyemu fuzz` with the
+same seed and `--out DIR` writes minimized reproducers for it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emu.fuzz.campaign import campaign
+
+# Finding kinds that are known-open engine bugs, each with a reproducer in tests/fuzz/corpus/ (xfail
+# there): reported by the slice but not failing it.
+KNOWN_OPEN = {
+    "overrun": "REP string ops retire up to 4096 iterations per CpuCore.run call whatever the budget",
+}
+
+
+def _run(programs: int, seed: int, budget: int, workers: int = 2):
+    s = campaign(programs, seed=seed, workers=workers, modes=("all",), budget=budget, out=None,
+                 log=lambda m: print(m))
+    print(json.dumps({k: v for k, v in s.items() if k != "findings"}))
+    assert s["programs"] == programs
+    known = [f for f in s["findings"] if f["kind"] in KNOWN_OPEN]
+    if known:
+        print(f"{len(known)} known-open findings: {sorted({f['kind'] for f in known})}")
+    new = [f for f in s["findings"] if f["kind"] not in KNOWN_OPEN]
+    assert not new, json.dumps(new[:5])[:4000]
+    return s
+
+
+def test_campaign_ci_slice():
+    s = _run(1600, seed=2026, budget=2000)
+    assert s["with_compiled_second_run"] > 200  # tier 1 really ran compiled code
+
+
+@pytest.mark.slow
+def test_campaign_large():
+    _run(10_000, seed=99, budget=20_000)
