@@ -30,6 +30,7 @@ from emu.translate.tier1 import Tier1
 RUN_FOREVER = 1 << 62
 TIER1_THRESHOLD = 2000  # executions of a block before it is compiled (tier 1); 0 turns tier 1 off
 TIER1_BATCH = 16  # blocks compiled together (the queue holds up to T1_QMAX; a full one always compiles)
+TIER1_WAIT_NS = 20_000_000  # ... or fewer, once they have waited this long (a small hot loop)
 
 
 def default_tier1_threshold() -> int:
@@ -54,6 +55,7 @@ class CpuCore:
         self.stats = K.new_stats()
         self.blocks = BlockCache(max_rows=max_rows)
         self.tier1 = Tier1(self.blocks, self.stats)
+        self._queue_seen = 0  # when a run first ended with blocks queued (perf_counter ns)
         self.compile_hook = None  # called with the host ns each tier-1 compile took (the PC's clock skips them)
         self.set_tier1_threshold(default_tier1_threshold() if tier1_threshold is None else tier1_threshold)
         self.dec_out = np.zeros(D.OUT_SIZE, dtype=np.int64)
@@ -84,7 +86,13 @@ class CpuCore:
             reason = int(run(st, self.mem, self.tlb, self.ctx, self.stats, b.rows, b.tbs, b.table, b.bc,
                              self.dec_out, T.FORM_H, T.FORM_AUX, T.ENDS_BLOCK))
             queued = b.bc[BC_T1_QLEN]
-            if queued and (queued >= self.tier1_batch or reason in (S.EXIT_COMPILE, S.EXIT_HLT)):
+            if not queued:
+                self._queue_seen = 0
+            elif not self._queue_seen:
+                self._queue_seen = time.perf_counter_ns()
+            if queued and (queued >= self.tier1_batch or reason in (S.EXIT_COMPILE, S.EXIT_HLT)
+                           or time.perf_counter_ns() - self._queue_seen > TIER1_WAIT_NS):
+                self._queue_seen = 0
                 t0 = time.perf_counter_ns()
                 self.tier1.drain()  # compile what turned hot: a batch per module, or while the guest idles
                 if self.compile_hook is not None:
