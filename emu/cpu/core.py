@@ -30,7 +30,7 @@ from emu.translate.tier1 import Tier1
 RUN_FOREVER = 1 << 62
 TIER1_THRESHOLD = 2000  # executions of a block before it is compiled (tier 1); 0 turns tier 1 off
 TIER1_BATCH = 16  # blocks compiled together (the queue holds up to T1_QMAX; a full one always compiles)
-TIER1_WAIT_NS = 20_000_000  # ... or fewer, once they have waited this long (a small hot loop)
+TIER1_WAIT_NS = 10_000_000  # ... or fewer, once they have waited this long (a small hot loop)
 
 
 def default_tier1_threshold() -> int:

@@ -588,6 +588,22 @@ def _set_sp(b: _Block, value) -> None:
     b.written.add(S.ESP)
 
 
+def _rmw_load(b: _Block, dst: int, seg: int, ea, size: int, i: int, write: bool = True):
+    """The destination operand of a read-modify-write (or compare) row: a register, or memory whose
+    read (and write) permission is checked before anything changes. Returns (value, host address)."""
+    if dst >= 0:
+        return b.rget(dst, size), None
+    host = b.access(seg, ea, size, (ACC_READ, ACC_WRITE) if write else (ACC_READ,), i)
+    return b.host_load(host, size), host
+
+
+def _rmw_store(b: _Block, dst: int, host, size: int, value) -> None:
+    if dst >= 0:
+        b.rset(dst, size, value)
+    else:
+        b.host_store(host, size, value)
+
+
 def _gen_row(b: _Block, r, i: int) -> bool:
     """Generate one row; True when it ends the block (a control transfer). Raises Unsupported."""
     h = int(r[R_H])
@@ -617,13 +633,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         b.rset(dst, size, ea)
         return False
     if h == H.H_ALU:
-        host = None
-        if dst >= 0:
-            a = b.rget(dst, size)
-        else:
-            kinds = (ACC_READ,) if aux in (_ALU_CMP, _ALU_TEST) else (ACC_READ, ACC_WRITE)
-            host = b.access(seg, ea, size, kinds, i)
-            a = b.host_load(host, size)
+        a, host = _rmw_load(b, dst, seg, ea, size, i, aux not in (_ALU_CMP, _ALU_TEST))
         if src >= 0:
             v = b.rget(src, size)
         elif src == RM_MEM:
@@ -632,19 +642,11 @@ def _gen_row(b: _Block, r, i: int) -> bool:
             v = str(imm & m)
         res, cc = _alu(b, aux, a, v, size)
         if aux not in (_ALU_CMP, _ALU_TEST):
-            if dst >= 0:
-                b.rset(dst, size, res)
-            else:
-                b.host_store(host, size, res)
+            _rmw_store(b, dst, host, size, res)
         b.set_cc(*cc)
         return False
     if h == H.H_UNARY:
-        host = None
-        if dst >= 0:
-            a = b.rget(dst, size)
-        else:
-            host = b.access(seg, ea, size, (ACC_READ, ACC_WRITE), i)
-            a = b.host_load(host, size)
+        a, host = _rmw_load(b, dst, seg, ea, size, i)
         if aux == 0 or aux == 1:
             cf = b.cf()
             res = b.op("and", b.op("add" if aux == 0 else "sub", a, 1), m)
@@ -655,20 +657,12 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         else:
             res = b.op("and", b.op("sub", 0, a), m)
             cc = (F.cc_op_of(F.K_SUB, size), res, a, "0")
-        if dst >= 0:
-            b.rset(dst, size, res)
-        else:
-            b.host_store(host, size, res)
+        _rmw_store(b, dst, host, size, res)
         if cc:
             b.set_cc(*cc)
         return False
     if h == H.H_SHIFT:
-        host = None
-        if dst >= 0:
-            a = b.rget(dst, size)
-        else:
-            host = b.access(seg, ea, size, (ACC_READ, ACC_WRITE), i)
-            a = b.host_load(host, size)
+        a, host = _rmw_load(b, dst, seg, ea, size, i)
         count = imm & 31 if imm >= 0 else None
         if count == 0:
             return False
@@ -714,10 +708,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
             b.cc = cc
             b.cc_static = None
             b.cc_written = True
-        if dst >= 0:
-            b.rset(dst, size, res)
-        else:
-            b.host_store(host, size, res)
+        _rmw_store(b, dst, host, size, res)
         return False
     if h == H.H_IMUL2:
         if src >= 0:
