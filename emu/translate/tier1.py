@@ -829,6 +829,16 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         _stack_push(b, neip, size, i)
         _jump(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1, False)
         return True
+    if h == H.H_JMP_IND or h == H.H_CALL_IND:
+        if dst >= 0:
+            v = b.rget(dst, size)
+        else:
+            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        if h == H.H_CALL_IND:
+            _ieip, neip = _eips(b, r)
+            _stack_push(b, neip, size, i)
+        _jump(b, v, i + 1, False)
+        return True
     if h == H.H_RET:
         osp = b.regs[S.ESP]
         host = b.access(S.SS, b.op("and", osp, b.smask), size, (ACC_READ,), i)

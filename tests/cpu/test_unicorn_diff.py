@@ -708,3 +708,41 @@ def test_random_programs_many(bits, data):
 @given(data=st.data())
 def test_random_programs_many_compiled(bits, data):
     check_program(data, bits, tier=1)
+
+
+def test_compiled_calls_and_indirect_jumps_match_the_interpreter():
+    """A loop of CALL rel, CALL/JMP through a register and memory, RET and LOOP: both tiers end in
+    the same registers and memory (tier 1 runs the blocks compiled on its second run)."""
+    src = """
+        mov ecx, 40
+        mov dword [0x9000], sub2
+    top:
+        call sub1
+        mov eax, sub3
+        call eax
+        call [0x9000]
+        mov edx, back
+        jmp edx
+    back:
+        loop top
+        jmp done
+    sub1: add ebx, ecx
+        ret
+    sub2: xor ebx, 0x55
+        ret
+    sub3: rol ebx, 3
+        ret 0
+    done:
+    """
+    code = assemble(src, bits=32, org=CODE)
+    img = system_image(32)
+    img[CODE:CODE + len(code)] = code
+    img[CODE + len(code)] = 0xF4
+    regs = dict.fromkeys(GPRS, 0) | {"esp": ESP32, "ebx": 7}
+    states = []
+    for tier in (0, 1):
+        core, reason = pyemu_run(32, img, regs, 2, tier)
+        assert reason == S.EXIT_HLT
+        states.append(([int(core.st[i]) for i in range(9)], core.mem[:DATA_END].tobytes()))
+    assert core.ran_compiled > 100
+    assert states[0] == states[1]
