@@ -603,7 +603,9 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
                 rep = x & X_REP_MASK
                 asz = rows[rb + R_ASIZE]
                 if aux <= 4:
-                    n = string_op(sp, tp, mp, cp, user, aux, size, asz, seg, rep, REP_SLICE)
+                    # a slice never runs past the budget (each paused iteration counts as one): a
+                    # single step (gdb, TF) runs one iteration, as on the CPU, and -icount stays exact
+                    n = string_op(sp, tp, mp, cp, user, aux, size, asz, seg, rep, min(REP_SLICE, limit - i))
                     if n <= -100:
                         # A long REP paused after a slice: it has not retired, but the time it
                         # took counts, so timers and interrupts get their turn in the middle.

@@ -16,7 +16,6 @@ from emu.fuzz.campaign import campaign
 # Finding kinds that are known-open engine bugs, each with a reproducer in tests/fuzz/corpus/ (xfail
 # there): reported by the slice but not failing it.
 KNOWN_OPEN = {
-    "overrun": "REP string ops retire up to 4096 iterations per CpuCore.run call whatever the budget",
 }
 
 
