@@ -588,6 +588,18 @@ def _set_sp(b: _Block, value) -> None:
     b.written.add(S.ESP)
 
 
+def _operand(b: _Block, op: int, seg: int, ea, size: int, i: int, imm: int | None = None):
+    """A source operand: register `op`, memory (read-checked, else leave at row `i`), or the
+    immediate (masked to the operand size; None: this row has no immediate form)."""
+    if op >= 0:
+        return b.rget(op, size)
+    if op == RM_MEM:
+        return b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+    if imm is None:
+        raise Unsupported
+    return str(imm & _mask(size))
+
+
 def _rmw_load(b: _Block, dst: int, seg: int, ea, size: int, i: int, write: bool = True):
     """The destination operand of a read-modify-write (or compare) row: a register, or memory whose
     read (and write) permission is checked before anything changes. Returns (value, host address)."""
@@ -618,12 +630,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
     if h == H.H_NOP:
         return False
     if h == H.H_MOV:
-        if src >= 0:
-            v = b.rget(src, size)
-        elif src == RM_MEM:
-            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
-        else:
-            v = str(imm & m)
+        v = _operand(b, src, seg, ea, size, i, imm)
         if dst >= 0:
             b.rset(dst, size, v)
         else:
@@ -634,12 +641,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         return False
     if h == H.H_ALU:
         a, host = _rmw_load(b, dst, seg, ea, size, i, aux not in (_ALU_CMP, _ALU_TEST))
-        if src >= 0:
-            v = b.rget(src, size)
-        elif src == RM_MEM:
-            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
-        else:
-            v = str(imm & m)
+        v = _operand(b, src, seg, ea, size, i, imm)
         res, cc = _alu(b, aux, a, v, size)
         if aux not in (_ALU_CMP, _ALU_TEST):
             _rmw_store(b, dst, host, size, res)
@@ -711,12 +713,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         _rmw_store(b, dst, host, size, res)
         return False
     if h == H.H_IMUL2:
-        if src >= 0:
-            v = b.rget(src, size)
-        elif src == RM_MEM:
-            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
-        else:
-            raise Unsupported
+        v = _operand(b, src, seg, ea, size, i)
         if aux == 1:
             a, v = v, str(imm & m)
         else:
@@ -747,10 +744,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         b.rset(src, size, c)
         return False
     if h == H.H_CMOVCC:
-        if src >= 0:
-            v = b.rget(src, size)
-        else:
-            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        v = _operand(b, src, seg, ea, size, i)
         c = b.cond(aux)
         if size == 4:
             b.rset(dst, 4, b.sel(c, v, b.regs[dst]))
@@ -830,10 +824,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         _jump(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1, False)
         return True
     if h == H.H_JMP_IND or h == H.H_CALL_IND:
-        if dst >= 0:
-            v = b.rget(dst, size)
-        else:
-            v = b.host_load(b.access(seg, ea, size, (ACC_READ,), i), size)
+        v = _operand(b, dst, seg, ea, size, i)
         if h == H.H_CALL_IND:
             _ieip, neip = _eips(b, r)
             _stack_push(b, neip, size, i)
