@@ -119,6 +119,8 @@ class Machine:
 
         self.core = CpuCore(self.ram_bytes, rom, tier1_threshold=cfg.tier1_threshold)
         self.core.compile_hook = self.clock.skip_host  # compiling is not guest time
+        if cfg.icount:
+            self.core.tier1.background = False  # blocks turn compiled at the same points on every run
         self.st = self.core.st
         self.bus = IoBus()
         self._mapped: dict[int, tuple] = {}  # map_region: id(region) -> (base, replaced pmap entries)

@@ -85,18 +85,23 @@ class CpuCore:
         while True:
             reason = int(run(st, self.mem, self.tlb, self.ctx, self.stats, b.rows, b.tbs, b.table, b.bc,
                              self.dec_out, T.FORM_H, T.FORM_AUX, T.ENDS_BLOCK))
+            tier1 = self.tier1
+            tier1.install()  # what the worker finished meanwhile
             queued = b.bc[BC_T1_QLEN]
             if not queued:
                 self._queue_seen = 0
-            elif not self._queue_seen:
-                self._queue_seen = time.perf_counter_ns()
-            if queued and (queued >= self.tier1_batch or reason in (S.EXIT_COMPILE, S.EXIT_HLT)
-                           or time.perf_counter_ns() - self._queue_seen > TIER1_WAIT_NS):
-                self._queue_seen = 0
-                t0 = time.perf_counter_ns()
-                self.tier1.drain()  # compile what turned hot: a batch per module, or while the guest idles
-                if self.compile_hook is not None:
-                    self.compile_hook(time.perf_counter_ns() - t0)
+            elif tier1.background:
+                tier1.drain()  # the worker merges whatever waits into its next module
+            else:
+                if not self._queue_seen:
+                    self._queue_seen = time.perf_counter_ns()
+                if (queued >= self.tier1_batch or reason in (S.EXIT_COMPILE, S.EXIT_HLT)
+                        or time.perf_counter_ns() - self._queue_seen > TIER1_WAIT_NS):
+                    self._queue_seen = 0
+                    t0 = time.perf_counter_ns()
+                    tier1.drain()  # compile what turned hot: a batch per module, or while the guest idles
+                    if self.compile_hook is not None:
+                        self.compile_hook(time.perf_counter_ns() - t0)
             if reason != S.EXIT_COMPILE:
                 return reason
             st[S.EXIT_REASON] = S.EXIT_NONE
@@ -107,6 +112,8 @@ class CpuCore:
         or one by one when the threshold is tiny (tests that compile everything)."""
         self.blocks.bc[BC_T1_THRESHOLD] = max(0, int(executions))
         self.tier1_batch = 1 if executions < TIER1_BATCH else TIER1_BATCH
+        if executions < TIER1_BATCH:
+            self.tier1.background = False  # compile each block as it turns hot, before the loop goes on
 
     def step(self) -> int:
         """Execute exactly one instruction (an exception it raises is delivered)."""

@@ -162,7 +162,7 @@ def deliver_external(st, tlb, mem, ctx, vector):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_aux, ends_block):
     """Run guest code until an exit; returns the exit reason (also left in EXIT_REASON)."""
     sp = st.ctypes.data

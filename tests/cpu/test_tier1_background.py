@@ -1,0 +1,72 @@
+"""Tier 1 compiles on a worker thread while the guest goes on, and installs only what is still valid.
+
+The promise (emu/translate/tier1.py, `Tier1`): a block that turned hot is handed to the worker
+with a copy of its rows; the loop keeps interpreting it meanwhile; the finished address is stored
+at an exit only if the record still holds the very block that was compiled. So the guest's
+results never depend on when a compile finishes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emu import stats as K
+from emu.cpu import state as S
+from emu.cpu.core import CpuCore
+from emu.translate import blockcache as B
+
+CODE = 0x1000
+THRESHOLD = 100  # >= TIER1_BATCH: the worker compiles (a smaller one compiles in place, for tests)
+
+
+def loop(count: int, xor_reg_modrm: int = 0xC3) -> bytes:
+    """mov ecx, count / top: add eax, ecx / xor ebx|edx, eax / loop top / hlt"""
+    return (b"\xb9" + count.to_bytes(4, "little") + b"\x01\xc8" + bytes([0x31, xor_reg_modrm])
+            + b"\xe2\xfa" + b"\xf4")
+
+
+def start(core: CpuCore, code: bytes) -> None:
+    core.mem[CODE:CODE + len(code)] = np.frombuffer(code, dtype=np.uint8)
+    core.setup_flat32()
+    core.st[S.EIP] = CODE
+    for r in (S.EAX, S.EBX, S.EDX):
+        core.st[r] = 0
+
+
+def compiled_records(core: CpuCore) -> int:
+    return int(np.count_nonzero(core.blocks.tbs[B.TB_FN::B.TB_WIDTH] > 0))
+
+
+def test_a_hot_loop_compiles_in_the_background_and_matches_the_interpreter():
+    ref = CpuCore(ram_bytes=1 << 20, tier1_threshold=0)
+    start(ref, loop(300_000))
+    assert ref.run(10_000_000) == S.EXIT_HLT
+
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    assert core.tier1.background
+    start(core, loop(300_000))
+    assert core.run(50_000) == S.EXIT_BUDGET  # the loop turned hot and went to the worker
+    assert compiled_records(core) == 0  # nothing is installed before an exit has seen it finish
+    core.tier1.wait()
+    assert compiled_records(core) == 1
+    before = int(core.stats[K.COMPILED_INSNS])
+    assert core.run(10_000_000) == S.EXIT_HLT
+    assert int(core.stats[K.COMPILED_INSNS]) - before > 800_000  # most of what was left ran compiled
+    for r in (S.EAX, S.EBX, S.ECX, S.EIP):
+        assert int(core.st[r]) == int(ref.st[r])
+    assert int(core.st[S.ICOUNT]) == int(ref.st[S.ICOUNT])
+
+
+def test_a_compile_of_code_that_changed_meanwhile_is_dropped():
+    """The worker compiles `xor ebx, eax`; before it is installed the code is flushed and replaced
+    by `xor edx, eax` at the same address: the stale function never runs."""
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    assert core.run(50_000) == S.EXIT_BUDGET
+    core.flush_blocks()  # what an SMC write or a CR0/CR4 change does to the records
+    start(core, loop(20, xor_reg_modrm=0xC2))  # short: it never turns hot itself
+    assert core.run(3) == S.EXIT_BUDGET  # translated again, into the records the old blocks had
+    core.tier1.wait()  # the old batch finishes and is checked against the records now
+    assert compiled_records(core) == 0
+    assert core.run(10_000) == S.EXIT_HLT
+    assert int(core.st[S.EBX]) == 0 and int(core.st[S.EDX]) != 0
