@@ -75,6 +75,7 @@ M32 = 0xFFFF_FFFF
 # the code runs 1.5-2x slower.
 T1_PASSES = ("instruction_combine", "simplify_cfg", "dead_code_elimination")
 T1_CODEGEN_OPT = 2
+ENGINE_SWEEP_MIN = 64  # look for engines to free when there are this many (then at twice the live count)
 _BITS = {1: 8, 2: 16, 4: 32}
 _ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
 
@@ -340,7 +341,6 @@ class CodeGen:
         self.rt = tier1_rt.addresses()
         for name, addr in self.rt.items():
             llvm.add_symbol(name, addr)
-        self.engines = []  # kept alive: their code is called through TB_FN
         self.serial = 0
 
     # ---------------------------------------------------------------- one block
@@ -489,9 +489,10 @@ class CodeGen:
         return "\n".join(out), done
 
     # ---------------------------------------------------------------- a batch
-    def compile(self, blocks) -> dict[int, tuple[int, int]]:
-        """Compile `blocks` [(tb, row0, nrows, hflags)] as one module: {tb: (address, rows)}.
-        A block with no compilable prefix maps to (0, 0)."""
+    def compile(self, blocks) -> tuple[dict[int, tuple[int, int]], object]:
+        """Compile `blocks` [(tb, row0, nrows, hflags, phys, rows)] as one module: ({tb: (address,
+        rows)}, the execution engine that owns the code, or None). A block with no compilable prefix
+        maps to (0, 0)."""
         from emu.translate import tier1_rt
 
         llvm = self.llvm
@@ -506,7 +507,7 @@ class CodeGen:
                 continue
             funcs.append((tb, name, text, n))
         if not funcs:
-            return result
+            return result, None
         decls = [f"declare i64 @{n}({', '.join(['i64'] * nargs)})" + (" #0" if n in tier1_rt.PURE else "")
                  for n, nargs in tier1_rt.ARITY.items()]
         decls.append("attributes #0 = { nounwind willreturn memory(none) }")
@@ -523,10 +524,9 @@ class CodeGen:
         mpm.run(mod, pb)
         engine = llvm.create_mcjit_compiler(mod, tm)
         engine.finalize_object()
-        self.engines.append(engine)
         for tb, name, _text, n in funcs:
             result[tb] = (engine.get_function_address(name), n)
-        return result
+        return result, engine
 
 
 # ---------------------------------------------------------------------------- the generators
@@ -899,6 +899,9 @@ class Tier1:
         self._cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._busy = False  # the worker is compiling a batch
+        # compiled code is freed with its engine once no record calls any of its functions
+        self.engines: list[tuple[object, list[tuple[int, int]]]] = []  # (engine, [(tb, address)])
+        self._sweep_at = ENGINE_SWEEP_MIN
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
@@ -949,7 +952,7 @@ class Tier1:
             self._cv.wait_for(lambda: not self._jobs and not self._busy)
         self.install()
 
-    def _compile(self, batch: list) -> dict:
+    def _compile(self, batch: list) -> tuple[dict, object]:
         if self.gen is None:
             self.gen = CodeGen()
         return self.gen.compile([(tb, 0, nrows, hflags, phys, rows) for tb, _row0, nrows, hflags, phys, rows in batch])
@@ -965,15 +968,16 @@ class Tier1:
             try:
                 result = self._compile(batch)
             except Exception:  # noqa: BLE001 - a generator bug must not stop the guest: interpret them
-                result = {}
+                result = ({}, None)
             with self._cv:
                 self._done.append((batch, result, time.perf_counter_ns() - t0))
                 self._busy = False
                 self._cv.notify_all()
 
-    def _install(self, batch: list, result: dict, ns: int) -> None:
+    def _install(self, batch: list, result: tuple[dict, object], ns: int) -> None:
         tbs, rows = self.blocks.tbs, self.blocks.rows
-        compiled = 0
+        addrs, engine = result
+        used = []
         for tb, row0, nrows, hflags, phys, copy in batch:
             base = tb * B.TB_WIDTH
             if (tbs[base + B.TB_FN] != B.TB_FN_QUEUED or tbs[base + B.TB_PHYS] != phys
@@ -981,8 +985,36 @@ class Tier1:
                     or tbs[base + B.TB_HFLAGS] != hflags
                     or not np.array_equal(rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH], copy)):
                 continue  # the record holds something else now
-            addr = result.get(tb, (0, 0))[0]
+            addr = addrs.get(tb, (0, 0))[0]
             tbs[base + B.TB_FN] = addr if addr else B.TB_FN_NEVER
-            compiled += 1 if addr else 0
-        self.stats[K.COMPILED_BLOCKS] += compiled
+            if addr:
+                used.append((tb, addr))
+        if engine is not None:
+            if used:
+                self.engines.append((engine, used))
+            else:
+                engine.close()  # every block it compiled went stale meanwhile
+        self.stats[K.COMPILED_BLOCKS] += len(used)
         self.stats[K.COMPILE_NS] += ns
+        if len(self.engines) >= self._sweep_at:
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Free the engines none of whose functions a live record holds any more (their blocks were
+        invalidated, flushed or retranslated): compiled code stays bounded by the block cache.
+        Runs on the main thread between two runs of the loop, so no compiled code is running, and a
+        function no record holds is never called (chaining goes through the records). Returns how
+        many engines were freed."""
+        tbs = self.blocks.tbs
+        ntbs = int(self.blocks.bc[B.BC_NTBS])
+        keep = []
+        for engine, fns in self.engines:
+            if any(tb < ntbs and tbs[tb * B.TB_WIDTH + B.TB_FN] == addr and tbs[tb * B.TB_WIDTH + B.TB_PHYS] >= 0
+                   for tb, addr in fns):
+                keep.append((engine, fns))
+            else:
+                engine.close()
+        freed = len(self.engines) - len(keep)
+        self.engines = keep
+        self._sweep_at = max(ENGINE_SWEEP_MIN, 2 * len(keep))
+        return freed

@@ -70,3 +70,22 @@ def test_a_compile_of_code_that_changed_meanwhile_is_dropped():
     assert compiled_records(core) == 0
     assert core.run(10_000) == S.EXIT_HLT
     assert int(core.st[S.EBX]) == 0 and int(core.st[S.EDX]) != 0
+
+
+def test_compiled_code_is_freed_when_its_blocks_are_gone():
+    """Compiled code is bounded by the block cache: once no record holds a module's functions
+    (here after a flush, as when the cache fills), `sweep` frees it, and the code runs on."""
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.wait()
+    assert len(core.tier1.engines) == 1
+    assert core.tier1.sweep() == 0  # still called through its record
+    core.flush_blocks()
+    assert core.tier1.sweep() == 1
+    assert core.tier1.engines == []
+    assert core.run(10_000_000) == S.EXIT_HLT  # retranslated, interpreted (and compiled again)
+    ref = CpuCore(ram_bytes=1 << 20, tier1_threshold=0)
+    start(ref, loop(300_000))
+    ref.run(10_000_000)
+    assert int(core.st[S.EBX]) == int(ref.st[S.EBX])
