@@ -88,3 +88,47 @@ def bar_chart(title: str, groups: list[str], series: dict[str, list[float | None
         lx += 16 + 8 * len(label) + 20
     _text(img, 4, top + plot_h // 2 + 8 * len(ylabel) // 2, ylabel, vertical=True)
     return encode_png(img)
+
+
+def line_chart(title: str, xs: list[float], ys: list[float], xlabel: str, ylabel: str,
+               bands: tuple[tuple[float, str], ...] = ()) -> bytes:
+    """PNG bytes: ys against xs on linear axes from 0, with labelled horizontal lines at `bands`."""
+    width, height = 720, 400
+    left, right, top, bottom = 80, 90, 50, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_hi = max(xs + [1e-9])
+    y_hi = max(ys + [b[0] for b in bands] + [1e-9]) * 1.1
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = WHITE
+
+    def px(x: float) -> int:
+        return left + int(round(plot_w * x / x_hi))
+
+    def py(y: float) -> int:
+        return top + plot_h - int(round(plot_h * y / y_hi))
+
+    step = 10.0 ** math.floor(math.log10(y_hi / 2))
+    for k in range(0, int(y_hi / step) + 1):
+        y = k * step
+        _rect(img, left, py(y), left + plot_w, py(y) + 1, LIGHT)
+        _text(img, left - 6 - 8 * len(f"{y:g}"), py(y) - 8, f"{y:g}")
+    xstep = 10.0 ** math.floor(math.log10(max(x_hi, 1e-9)))
+    for k in range(0, int(x_hi / xstep) + 1):
+        x = k * xstep
+        _rect(img, px(x), top + plot_h, px(x) + 1, top + plot_h + 4, BLACK)
+        _text(img, px(x) - 4 * len(f"{x:g}"), top + plot_h + 6, f"{x:g}")
+    _rect(img, left - 1, top, left, top + plot_h, BLACK)
+    _rect(img, left, top + plot_h, left + plot_w, top + plot_h + 1, BLACK)
+    for value, label in bands:
+        _rect(img, left, py(value), left + plot_w, py(value) + 1, GREY)
+        _text(img, left + plot_w + 4, py(value) - 8, label)
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), list(zip(xs, ys))[1:]):
+        n = max(abs(px(x1) - px(x0)), abs(py(y1) - py(y0)), 1)
+        for i in range(n + 1):
+            x = px(x0) + (px(x1) - px(x0)) * i // n
+            y = py(y0) + (py(y1) - py(y0)) * i // n
+            _rect(img, x - 1, y - 1, x + 2, y + 2, COLOURS[0])
+    _text(img, left, 14, title)
+    _text(img, left + (plot_w - 8 * len(xlabel)) // 2, height - 22, xlabel)
+    _text(img, 4, top + plot_h // 2 + 8 * len(ylabel) // 2, ylabel, vertical=True)
+    return encode_png(img)

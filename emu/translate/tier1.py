@@ -75,7 +75,7 @@ M32 = 0xFFFF_FFFF
 # the code runs 1.5-2x slower.
 T1_PASSES = ("instruction_combine", "simplify_cfg", "dead_code_elimination")
 T1_CODEGEN_OPT = 2
-ENGINE_SWEEP_MIN = 64  # look for engines to free when there are this many (then at twice the live count)
+LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 _BITS = {1: 8, 2: 16, 4: 32}
 _ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
 
@@ -328,7 +328,7 @@ class _Block:
 
 
 class CodeGen:
-    """Turns queued blocks into one LLVM module and compiles it (one MCJIT engine per module)."""
+    """Turns queued blocks into one LLVM module, compiles it and links it as one ORC library."""
 
     def __init__(self):
         import llvmlite.binding as llvm
@@ -339,9 +339,13 @@ class CodeGen:
         from emu.translate import tier1_rt
 
         self.rt = tier1_rt.addresses()
-        for name, addr in self.rt.items():
-            llvm.add_symbol(name, addr)
         self.serial = 0
+        # Code is linked by ORC (LLJIT), a module a library: the IR and the optimiser are gone once
+        # the object is emitted, and a library is unloaded when its tracker is closed. (MCJIT kept
+        # each module's IR and ~0.7 MiB of engine: 133 KiB a compiled block against ~20 here.)
+        self.tm = llvm.Target.from_default_triple().create_target_machine(
+            opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), reloc="pic")
+        self.jit = llvm.create_lljit_compiler()
 
     # ---------------------------------------------------------------- one block
     def block_ir(self, rows: np.ndarray, row0: int, nrows: int, hflags: int, name: str, tb: int = 0,
@@ -491,7 +495,7 @@ class CodeGen:
     # ---------------------------------------------------------------- a batch
     def compile(self, blocks) -> tuple[dict[int, tuple[int, int]], object]:
         """Compile `blocks` [(tb, row0, nrows, hflags, phys, rows)] as one module: ({tb: (address,
-        rows)}, the execution engine that owns the code, or None). A block with no compilable prefix
+        rows)}, the library's tracker that owns the code, or None). A block with no compilable prefix
         maps to (0, 0)."""
         from emu.translate import tier1_rt
 
@@ -514,19 +518,20 @@ class CodeGen:
         src = "\n".join(decls + [f[2] for f in funcs]) + "\n"
         mod = llvm.parse_assembly(src)
         mod.verify()
-        # each engine owns its target machine (MCJIT frees it with the engine)
-        tm = llvm.Target.from_default_triple().create_target_machine(
-            opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), jit=True)
-        pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
+        pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
         mpm = llvm.create_new_module_pass_manager()
         for p in os.environ.get("PYEMU_T1_PASSES", ",".join(T1_PASSES)).split(","):
             getattr(mpm, f"add_{p}_pass")()
         mpm.run(mod, pb)
-        engine = llvm.create_mcjit_compiler(mod, tm)
-        engine.finalize_object()
+        lib = llvm.JITLibraryBuilder().add_object_img(self.tm.emit_object(mod))
+        for name, addr in self.rt.items():
+            lib.import_symbol(name, addr)
+        for _tb, name, _text, _n in funcs:
+            lib.export_symbol(name)
+        tracker = lib.link(self.jit, f"m{self.serial}")
         for tb, name, _text, n in funcs:
-            result[tb] = (engine.get_function_address(name), n)
-        return result, engine
+            result[tb] = (tracker[name], n)
+        return result, tracker
 
 
 # ---------------------------------------------------------------------------- the generators
@@ -899,9 +904,10 @@ class Tier1:
         self._cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._busy = False  # the worker is compiling a batch
-        # compiled code is freed with its engine once no record calls any of its functions
-        self.engines: list[tuple[object, list[tuple[int, int]]]] = []  # (engine, [(tb, address)])
-        self._sweep_at = ENGINE_SWEEP_MIN
+        # compiled code is unloaded with its library once no record calls any of its functions
+        self.libraries: list[tuple[object, list[tuple[int, int]]]] = []  # (tracker, [(tb, address)])
+        self._sweep_at = LIBRARY_SWEEP_MIN
+        self._unload: list = []  # trackers the worker closes before its next compile
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
@@ -964,6 +970,9 @@ class Tier1:
                 batch = [blk for job in self._jobs for blk in job]  # all that waits: one module
                 self._jobs.clear()
                 self._busy = True
+                unload, self._unload = self._unload, []
+            for library in unload:
+                library.close()
             t0 = time.perf_counter_ns()
             try:
                 result = self._compile(batch)
@@ -976,7 +985,7 @@ class Tier1:
 
     def _install(self, batch: list, result: tuple[dict, object], ns: int) -> None:
         tbs, rows = self.blocks.tbs, self.blocks.rows
-        addrs, engine = result
+        addrs, library = result
         used = []
         for tb, row0, nrows, hflags, phys, copy in batch:
             base = tb * B.TB_WIDTH
@@ -989,32 +998,40 @@ class Tier1:
             tbs[base + B.TB_FN] = addr if addr else B.TB_FN_NEVER
             if addr:
                 used.append((tb, addr))
-        if engine is not None:
+        if library is not None:
             if used:
-                self.engines.append((engine, used))
+                self.libraries.append((library, used))
             else:
-                engine.close()  # every block it compiled went stale meanwhile
+                self._free(library)  # every block it compiled went stale meanwhile
         self.stats[K.COMPILED_BLOCKS] += len(used)
         self.stats[K.COMPILE_NS] += ns
-        if len(self.engines) >= self._sweep_at:
+        if len(self.libraries) >= self._sweep_at:
             self.sweep()
 
     def sweep(self) -> int:
-        """Free the engines none of whose functions a live record holds any more (their blocks were
-        invalidated, flushed or retranslated): compiled code stays bounded by the block cache.
+        """Unload the libraries none of whose functions a live record holds any more (their blocks
+        were invalidated, flushed or retranslated): compiled code stays bounded by the block cache.
         Runs on the main thread between two runs of the loop, so no compiled code is running, and a
         function no record holds is never called (chaining goes through the records). Returns how
-        many engines were freed."""
+        many libraries were let go."""
         tbs = self.blocks.tbs
         ntbs = int(self.blocks.bc[B.BC_NTBS])
         keep = []
-        for engine, fns in self.engines:
+        for library, fns in self.libraries:
             if any(tb < ntbs and tbs[tb * B.TB_WIDTH + B.TB_FN] == addr and tbs[tb * B.TB_WIDTH + B.TB_PHYS] >= 0
                    for tb, addr in fns):
-                keep.append((engine, fns))
+                keep.append((library, fns))
             else:
-                engine.close()
-        freed = len(self.engines) - len(keep)
-        self.engines = keep
-        self._sweep_at = max(ENGINE_SWEEP_MIN, 2 * len(keep))
+                self._free(library)
+        freed = len(self.libraries) - len(keep)
+        self.libraries = keep
+        self._sweep_at = max(LIBRARY_SWEEP_MIN, 2 * len(keep))
         return freed
+
+    def _free(self, library) -> None:
+        """Unload a library: here, or (background) on the worker, which holds LLVM's lock anyway."""
+        if not self.background:
+            library.close()
+            return
+        with self._cv:
+            self._unload.append(library)

@@ -79,11 +79,11 @@ def test_compiled_code_is_freed_when_its_blocks_are_gone():
     start(core, loop(300_000))
     core.run(50_000)
     core.tier1.wait()
-    assert len(core.tier1.engines) == 1
+    assert len(core.tier1.libraries) == 1
     assert core.tier1.sweep() == 0  # still called through its record
     core.flush_blocks()
     assert core.tier1.sweep() == 1
-    assert core.tier1.engines == []
+    assert core.tier1.libraries == []
     assert core.run(10_000_000) == S.EXIT_HLT  # retranslated, interpreted (and compiled again)
     ref = CpuCore(ram_bytes=1 << 20, tier1_threshold=0)
     start(ref, loop(300_000))
