@@ -73,6 +73,7 @@ def soak(minutes: float, interval: float, kernel: str, extra: list[str] | None =
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         rounds = [0]
+        problems: list[str] = []  # kernel warnings, oopses and panics: the guest must stay healthy
         booted = threading.Event()
 
         def read() -> None:
@@ -80,6 +81,8 @@ def soak(minutes: float, interval: float, kernel: str, extra: list[str] | None =
                 if line.startswith(b"soak round "):
                     rounds[0] = int(line.split()[2])
                     booted.set()
+                elif any(w in line for w in (b"WARNING:", b"BUG:", b"Oops", b"Kernel panic")):
+                    problems.append(line.decode(errors="replace").strip())
 
         threading.Thread(target=read, daemon=True).start()
         if not booted.wait(BOOT_TIMEOUT_S):
@@ -97,7 +100,7 @@ def soak(minutes: float, interval: float, kernel: str, extra: list[str] | None =
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     peak = max(s[1] for s in samples)
     return dict(samples=samples, baseline_kb=baseline, peak_kb=peak, ratio=round(peak / baseline, 4),
-                rounds=rounds[0], boot_s=round(t_boot - t0, 1), minutes=minutes, stats=stats)
+                rounds=rounds[0], problems=problems, boot_s=round(t_boot - t0, 1), minutes=minutes, stats=stats)
 
 
 def main() -> int:
@@ -117,6 +120,7 @@ def main() -> int:
     print(f"booted in {r['boot_s']} s; {r['rounds']} rounds in {a.minutes:g} min; RSS after boot "
           f"{r['baseline_kb'] / 1024:.0f} MiB, peak {r['peak_kb'] / 1024:.0f} MiB ({r['ratio']:.3f}x; "
           f"limit {LIMIT}x)")
+    print(f"guest problems: {len(r['problems'])}" + "".join(f"\n  {p}" for p in r["problems"][:5]))
     print("block cache: " + ", ".join(f"{k}={flat[k]}" for k in ("tb_translated", "tb_invalidated", "tb_flushes",
                                                                  "compiled_blocks", "guest_instructions")
                                       if k in flat))
@@ -130,7 +134,7 @@ def main() -> int:
                                      bands=((r["baseline_kb"] / 1024, "after boot"),
                                             (LIMIT * r["baseline_kb"] / 1024, f"{LIMIT}x"))))
         print(f"chart: {a.png}")
-    return 0 if r["ratio"] <= LIMIT else 1
+    return 0 if r["ratio"] <= LIMIT and not r["problems"] else 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ The function returns `rows_done | T1_ENDED | T1_CHAIN | way << T1_WAY_SHIFT`:
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -75,6 +76,8 @@ M32 = 0xFFFF_FFFF
 # the code runs 1.5-2x slower.
 T1_PASSES = ("instruction_combine", "simplify_cfg", "dead_code_elimination")
 T1_CODEGEN_OPT = 2
+_LOG = bool(os.environ.get("PYEMU_T1_LOG"))
+MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 _BITS = {1: 8, 2: 16, 4: 32}
 _ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
@@ -967,8 +970,9 @@ class Tier1:
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._jobs)
-                batch = [blk for job in self._jobs for blk in job]  # all that waits: one module
-                self._jobs.clear()
+                batch = [blk for job in self._jobs for blk in job]  # what waits, up to a module's worth
+                self._jobs[:] = [batch[MODULE_MAX:]] if len(batch) > MODULE_MAX else []
+                batch = batch[:MODULE_MAX]
                 self._busy = True
                 unload, self._unload = self._unload, []
             for library in unload:
@@ -978,6 +982,8 @@ class Tier1:
                 result = self._compile(batch)
             except Exception:  # noqa: BLE001 - a generator bug must not stop the guest: interpret them
                 result = ({}, None)
+            if _LOG:
+                print(f"tier1: {len(batch)} blocks in {(time.perf_counter_ns() - t0) / 1e6:.0f} ms", file=sys.stderr)
             with self._cv:
                 self._done.append((batch, result, time.perf_counter_ns() - t0))
                 self._busy = False
