@@ -29,10 +29,12 @@ The function returns `rows_done | T1_ENDED | T1_CHAIN | way << T1_WAY_SHIFT`:
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -77,6 +79,7 @@ M32 = 0xFFFF_FFFF
 T1_PASSES = ("instruction_combine", "simplify_cfg", "dead_code_elimination")
 T1_CODEGEN_OPT = 2
 _LOG = bool(os.environ.get("PYEMU_T1_LOG"))
+WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a new one starts on demand)
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 _BITS = {1: 8, 2: 16, 4: 32}
@@ -907,6 +910,7 @@ class Tier1:
         self._cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._busy = False  # the worker is compiling a batch
+        self._stopping = False
         # compiled code is unloaded with its library once no record calls any of its functions
         self.libraries: list[tuple[object, list[tuple[int, int]]]] = []  # (tracker, [(tb, address)])
         self._sweep_at = LIBRARY_SWEEP_MIN
@@ -942,9 +946,10 @@ class Tier1:
         with self._cv:
             self._jobs.append(batch)
             self._cv.notify()
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="pyemu-tier1", daemon=True)
-            self._worker.start()
+            if self._worker is None:  # (the worker leaves after a second with nothing to do)
+                self._worker = threading.Thread(target=self._work, name="pyemu-tier1", daemon=True)
+                self._worker.start()
+                _RUNNING.add(self)
 
     def install(self) -> None:
         """Store the addresses the worker has finished (main thread, between two runs of the loop)."""
@@ -966,10 +971,24 @@ class Tier1:
             self.gen = CodeGen()
         return self.gen.compile([(tb, 0, nrows, hflags, phys, rows) for tb, _row0, nrows, hflags, phys, rows in batch])
 
+    def stop(self) -> None:
+        """Drop what waits and let the worker finish its module and leave (at exit: LLVM must not be
+        compiling while the process tears it down)."""
+        with self._cv:
+            self._stopping = True
+            self._jobs.clear()
+            self._cv.notify_all()
+            worker = self._worker
+        if worker is not None:
+            worker.join()
+
     def _work(self) -> None:
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: self._jobs)
+                if not self._cv.wait_for(lambda: self._jobs or self._stopping, WORKER_IDLE_S) or self._stopping:
+                    self._worker = None  # idle (or stopping): a later drain starts a new worker
+                    _RUNNING.discard(self)
+                    return
                 batch = [blk for job in self._jobs for blk in job]  # what waits, up to a module's worth
                 self._jobs[:] = [batch[MODULE_MAX:]] if len(batch) > MODULE_MAX else []
                 batch = batch[:MODULE_MAX]
@@ -1041,3 +1060,14 @@ class Tier1:
             return
         with self._cv:
             self._unload.append(library)
+
+
+_RUNNING: weakref.WeakSet = weakref.WeakSet()  # Tier1s whose worker runs
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """At exit, before Python tears down: no worker may be inside LLVM then (an LLVM assertion
+    aborted a process that exited while a module compiled)."""
+    for tier1 in list(_RUNNING):
+        tier1.stop()
