@@ -749,6 +749,9 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         b.rset(dst, size, lo)
         b.set_cc(F.cc_op_of(F.K_IMUL, size), lo, ovf, "0")
         return False
+    if h == H.H_MULDIV:
+        _muldiv(b, aux, _operand(b, dst, seg, ea, size, i), size, i)
+        return False
     if h == H.H_MOVX:
         size2 = (x >> X_SIZE2_SHIFT) & 0xFF
         if size2 not in (1, 2):
@@ -795,12 +798,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         b.rset(2, size, b.sel(neg, m, 0))
         return False
     if h == H.H_PUSH:
-        if dst >= 0:
-            v = b.rget(dst, size)
-        elif dst == RM_MEM:
-            raise Unsupported
-        else:
-            v = str(imm & m)
+        v = _operand(b, dst, seg, ea, size, i, imm)  # PUSH r, PUSH m (read first), PUSH imm
         _stack_push(b, v, size, i)
         return False
     if h == H.H_POP:
@@ -883,6 +881,54 @@ def _alu(b: _Block, aux: int, a, v, size: int):
         return res, (F.cc_op_of(F.K_ADC, size), res, v, cf)
     res = b.op("and", b.op("sub", b.op("sub", a, v), cf), m)
     return res, (F.cc_op_of(F.K_SBB, size), res, v, cf)
+
+
+_AH = 4  # byte register 4 (ModRM encoding)
+
+
+def _muldiv(b: _Block, aux: int, v, size: int, i: int) -> None:
+    """One-operand MUL, IMUL (aux 4, 5): AX / DX:AX / EDX:EAX = the accumulator times `v`; DIV, IDIV
+    (aux 6, 7): the double-width dividend by `v`. Whatever would raise #DE (a zero divisor, a
+    quotient that does not fit) leaves at row `i` before any effect, and the interpreter raises it;
+    so does INT64_MIN / -1, which would trap the host (SDM Vol. 2 "DIV", "IDIV")."""
+    bits = size * 8
+    m = _mask(size)
+    a = b.rget(S.EAX, size)
+    if aux in (4, 5):
+        if aux == 4:
+            p = b.op("mul", a, v)  # < 2**64: the low 64 bits of the i64 product are exact
+            lo, hi = b.op("and", p, m), b.op("and", b.op("lshr", p, bits), m)
+            b.set_cc(F.cc_op_of(F.K_MUL, size), lo, hi, "0")
+        else:
+            p = b.op("mul", b.sext(a, size), b.sext(v, size))
+            lo, hi = b.op("and", p, m), b.op("and", b.op("ashr", p, bits), m)
+            b.set_cc(F.cc_op_of(F.K_IMUL, size), lo, b.zext(b.icmp("ne", p, b.sext(lo, size))), "0")
+        if size == 1:
+            b.rset(S.EAX, 2, b.op("or", b.op("shl", hi, 8), lo))
+        else:
+            b.rset(S.EAX, size, lo)
+            b.rset(S.EDX, size, hi)
+        return
+    hi = b.rget(_AH, 1) if size == 1 else b.rget(S.EDX, size)
+    n = b.op("or", b.op("shl", hi, bits), a)  # the dividend's bits (64 of them for EDX:EAX)
+    if aux == 6:
+        b.leave(i, b.emit(f"and i1 {b.icmp('ne', v, 0)}, {b.icmp('ult', hi, v)}"), snapshot=b._snap)
+        q, r = b.op("udiv", n, v), b.op("urem", n, v)
+    else:
+        d = b.sext(v, size)
+        nn = n if size == 4 else b.sext(n, 2 * size)
+        host_trap = b.emit(f"and i1 {b.icmp('eq', nn, -(1 << 63))}, {b.icmp('eq', d, -1)}")
+        ok = b.emit(f"and i1 {b.icmp('ne', d, 0)}, {b.emit(f'xor i1 {host_trap}, true')}")
+        b.leave(i, ok, snapshot=b._snap)
+        q, r = b.op("sdiv", nn, d), b.op("srem", nn, d)
+        b.leave(i, b.emit(f"and i1 {b.icmp('sge', q, -(1 << (bits - 1)))}, {b.icmp('slt', q, 1 << (bits - 1))}"),
+                snapshot=b._snap)
+    q, r = b.op("and", q, m), b.op("and", r, m)
+    if size == 1:
+        b.rset(S.EAX, 2, b.op("or", b.op("shl", r, 8), q))
+    else:
+        b.rset(S.EAX, size, q)
+        b.rset(S.EDX, size, r)
 
 
 # ---------------------------------------------------------------------------- the driver

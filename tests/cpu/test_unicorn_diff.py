@@ -746,3 +746,39 @@ def test_compiled_calls_and_indirect_jumps_match_the_interpreter():
         states.append(([int(core.st[i]) for i in range(9)], core.mem[:DATA_END].tobytes()))
     assert core.ran_compiled > 100
     assert states[0] == states[1]
+
+
+@needs_nasm
+@pytest.mark.parametrize("divisor", [7, 0, -1, 0x10000])
+def test_compiled_mul_div_and_push_memory_match_the_interpreter(divisor):
+    """MUL/IMUL/DIV/IDIV at every size and PUSH m, compiled: the same registers, flags and memory
+    as the interpreter, and a divide error (zero divisor, a quotient that does not fit, or
+    INT_MIN / -1) is raised by the interpreter at the same instruction with the same state."""
+    src = f"""
+        mov ecx, 30
+    top:
+        mov eax, 0x12345 ; mul ecx ; mov [0x9000], eax ; push dword [0x9000] ; pop esi
+        imul ebx ; mov al, 200 ; mul cl ; imul cx ; imul dword [0x9000]
+        mov eax, 1000000 ; xor edx, edx ; mov edi, 13 ; div edi ; add esi, eax ; add esi, edx
+        mov eax, -1000000 ; cdq ; idiv edi ; add esi, eax ; add esi, edx
+        mov ax, 1234 ; mov dl, 9 ; div dl ; add esi, eax
+        mov ax, -1234 ; idiv dl ; add esi, eax
+        mov ax, 300 ; xor dx, dx ; mov di, 7 ; div di ; idiv di ; add esi, eax
+        loop top
+        mov edi, {divisor & 0xFFFFFFFF}
+        mov eax, 0 ; mov edx, 0x80000000 ; cmp edi, -1 ; jne skip ; idiv edi
+    skip:
+        mov eax, 5 ; xor edx, edx ; div edi
+    """
+    code = assemble(src, bits=32, org=CODE)
+    img = system_image(32)
+    img[CODE:CODE + len(code)] = code
+    img[CODE + len(code)] = 0xF4
+    regs = dict.fromkeys(GPRS, 0) | {"esp": ESP32, "ebx": 3}
+    states = []
+    for tier in (0, 1):
+        core, reason = pyemu_run(32, img, regs, 2, tier)
+        states.append((reason, [int(core.st[i]) for i in range(9)], core.get_flags() & 0x8D5,
+                       core.mem[:DATA_END].tobytes()))
+    assert core.ran_compiled > 100
+    assert states[0] == states[1]
