@@ -185,6 +185,7 @@ class Lockstep:
         ueip = uc.reg_read(X.UC_X86_REG_EIP) & 0xFFFFFFFF
         if bits == 16:
             ueip &= 0xFFFF
+        ueip = self._rep_done(insn, bits, snap, ugpr, ueip)
         uefl = uc.reg_read(X.UC_X86_REG_EFLAGS) & 0xFFFFFFFF
         pgpr = [int(st[i]) & 0xFFFFFFFF for i in range(8)]
         peip = int(st[S.EIP]) & 0xFFFFFFFF
@@ -209,6 +210,21 @@ class Lockstep:
             return None
         self._report(snap, insn, diffs, ugpr, ueip, uefl)
         return None
+
+    @staticmethod
+    def _rep_done(insn, bits: int, snap, ugpr, ueip: int) -> int:
+        """Unicorn (QEMU's TCG) runs a REP string instruction one iteration a step and jumps back to
+        it, so the step that ends the count leaves EIP on the instruction with (E)CX = 0, where
+        pyemu (as the SDM describes it) has gone on to the next one. That is one instruction
+        retired in both: count it as unicorn's EIP past the instruction."""
+        if not insn.mnemonic.startswith("rep"):
+            return ueip
+        start = (snap["pc"] - (snap["sel"][1] << 4)) & 0xFFFF if bits == 16 else snap["pc"]
+        wide = (bits == 32) != (0x67 in insn.bytes[:insn.size - 1])  # the address size picks CX or ECX
+        count = ugpr[GPR_ORDER.index("ecx")] & (0xFFFFFFFF if wide else 0xFFFF)
+        if ueip == start and count == 0:
+            return (ueip + insn.size) & (0xFFFF if bits == 16 else 0xFFFFFFFF)
+        return ueip
 
     def _report(self, snap, insn, diffs, ugpr, ueip, uefl) -> None:
         from emu.qemulog import cpu_dump, qemu_flag_text

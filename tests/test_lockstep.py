@@ -71,3 +71,20 @@ def test_planted_carry_bug_is_found_at_the_add(tmp_path, capsys, monkeypatch):
     assert f"instruction {target:08x}: 01 d8  add eax, ebx" in err, err
     assert "EFLAGS pyemu=" in err and "(differs in 0x1)" in err, err
     assert len(hits) == 3  # stopped at once, not on a later instruction
+
+
+def test_a_rep_that_ends_its_count_is_one_instruction_in_both():
+    """Unicorn stops after the last REP iteration with EIP still on the instruction and (E)CX = 0;
+    pyemu has gone on. That is the same instruction retired, not a divergence."""
+    import capstone
+
+    from emu.lockstep import GPR_ORDER, Lockstep
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+    insn = next(md.disasm(bytes.fromhex("f366ab"), 0x2BC))  # rep stosd (16-bit code, CX counts)
+    snap = {"pc": 0x102BC, "sel": (0x1000, 0x1000)}
+    regs = dict.fromkeys(GPR_ORDER, 0)
+    done = Lockstep._rep_done(insn, 16, snap, [regs[r] for r in GPR_ORDER], 0x2BC)
+    assert done == 0x2BF
+    regs["ecx"] = 5  # iterations left: unicorn is mid-instruction, as pyemu would be
+    assert Lockstep._rep_done(insn, 16, snap, [regs[r] for r in GPR_ORDER], 0x2BC) == 0x2BC
