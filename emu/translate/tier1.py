@@ -503,19 +503,27 @@ class CodeGen:
         """Compile `blocks` [(tb, row0, nrows, hflags, phys, rows)] as one module: ({tb: (address,
         rows)}, the library's tracker that owns the code, or None). A block with no compilable prefix
         maps to (0, 0)."""
-        from emu.translate import tier1_rt
+        return self.build(self.generate(blocks))
 
-        llvm = self.llvm
+    def generate(self, blocks) -> list[tuple[int, str, str, int]]:
+        """The IR of each block: [(tb, function name, text, rows compiled)] (Python: it holds the GIL,
+        so a background compile generates on the main thread and hands the worker only LLVM work)."""
         funcs = []
-        result = {}
         for tb, row0, nrows, hflags, phys, rows in blocks:
             self.serial += 1
             name = f"tb{self.serial}"
             text, n = self.block_ir(rows, row0, nrows, hflags, name, tb, phys)
-            if n == 0:
-                result[tb] = (0, 0)
-                continue
             funcs.append((tb, name, text, n))
+        return funcs
+
+    def build(self, funcs: list[tuple[int, str, str, int]]) -> tuple[dict[int, tuple[int, int]], object]:
+        """Optimise, emit and link the functions `generate` made as one library (LLVM calls, which
+        release the GIL)."""
+        from emu.translate import tier1_rt
+
+        llvm = self.llvm
+        result = {tb: (0, 0) for tb, _name, _text, n in funcs if n == 0}
+        funcs = [f for f in funcs if f[3]]
         if not funcs:
             return result, None
         decls = [f"declare i64 @{n}({', '.join(['i64'] * nargs)})" + (" #0" if n in tier1_rt.PURE else "")
@@ -534,7 +542,7 @@ class CodeGen:
             lib.import_symbol(name, addr)
         for _tb, name, _text, _n in funcs:
             lib.export_symbol(name)
-        tracker = lib.link(self.jit, f"m{self.serial}")
+        tracker = lib.link(self.jit, f"m{funcs[0][1]}")
         for tb, name, _text, n in funcs:
             result[tb] = (tracker[name], n)
         return result, tracker
@@ -989,8 +997,9 @@ class Tier1:
             done = self._compile(batch)
             self._install(batch, done, time.perf_counter_ns() - t0)
             return
+        funcs = self._generator().generate(self._as_blocks(batch))  # here: Python holds the GIL
         with self._cv:
-            self._jobs.append(batch)
+            self._jobs.append((batch, funcs))
             self._cv.notify()
             if self._worker is None:  # (the worker leaves after a second with nothing to do)
                 self._worker = threading.Thread(target=self._work, name="pyemu-tier1", daemon=True)
@@ -1012,10 +1021,17 @@ class Tier1:
             self._cv.wait_for(lambda: not self._jobs and not self._busy)
         self.install()
 
-    def _compile(self, batch: list) -> tuple[dict, object]:
+    def _generator(self) -> CodeGen:
         if self.gen is None:
             self.gen = CodeGen()
-        return self.gen.compile([(tb, 0, nrows, hflags, phys, rows) for tb, _row0, nrows, hflags, phys, rows in batch])
+        return self.gen
+
+    @staticmethod
+    def _as_blocks(batch: list) -> list:
+        return [(tb, 0, nrows, hflags, phys, rows) for tb, _row0, nrows, hflags, phys, rows in batch]
+
+    def _compile(self, batch: list) -> tuple[dict, object]:
+        return self._generator().compile(self._as_blocks(batch))
 
     def stop(self) -> None:
         """Drop what waits and let the worker finish its module and leave (at exit: LLVM must not be
@@ -1035,16 +1051,18 @@ class Tier1:
                     self._worker = None  # idle (or stopping): a later drain starts a new worker
                     _RUNNING.discard(self)
                     return
-                batch = [blk for job in self._jobs for blk in job]  # what waits, up to a module's worth
-                self._jobs[:] = [batch[MODULE_MAX:]] if len(batch) > MODULE_MAX else []
-                batch = batch[:MODULE_MAX]
+                batch, funcs = [], []
+                while self._jobs and len(funcs) < MODULE_MAX:  # what waits, up to a module's worth
+                    b, f = self._jobs.pop(0)
+                    batch += b
+                    funcs += f
                 self._busy = True
                 unload, self._unload = self._unload, []
             for library in unload:
                 library.close()
             t0 = time.perf_counter_ns()
             try:
-                result = self._compile(batch)
+                result = self.gen.build(funcs)
             except Exception:  # noqa: BLE001 - a generator bug must not stop the guest: interpret them
                 result = ({}, None)
             if _LOG:
