@@ -82,8 +82,15 @@ class MainLoop:
             return slice_
         return max(1, min(slice_, clock.ns_to_instructions(nd - clock.now())))
 
-    def _sleep_until_interrupt(self) -> bool:
+    def _sleep_until_interrupt(self, tsc: TscSync | None = None) -> bool:
         """HLT with IF=1: wait for an interrupt. False when the wall-clock timeout ran out."""
+        try:
+            return self._wait_for_interrupt()
+        finally:
+            if tsc is not None:
+                tsc.idle()  # the wait measures no instruction rate
+
+    def _wait_for_interrupt(self) -> bool:
         m, clock, fe = self.m, self.m.clock, self.frontend
         st = m.st
         ctl = self.control
@@ -337,7 +344,7 @@ class MainLoop:
                     if not m.reset_requested:
                         self.halted_message = True
                         return 0
-                elif not self._sleep_until_interrupt():
+                elif not self._sleep_until_interrupt(tsc):
                     return EXIT_TIMEOUT
                 elif not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested \
                         and self.pause_reason is None:

@@ -14,8 +14,16 @@ deterministic):
 - when the TSC has fallen behind guest time since the anchor, TSC_OFFSET moves it forward to meet
   it; it never moves back, so the TSC is monotonic;
 - every RATE_WINDOW_NS of guest time, TSC_RATE is set a little below the rate just measured
-  (RATE_UNDERSHOOT), and halved while the TSC is ahead, so that within a run slice it rises
-  smoothly and lags guest time slightly, to be caught up at the next exit.
+  (RATE_UNDERSHOOT), so that within a run slice it rises smoothly and lags guest time slightly,
+  to be caught up at the next exit;
+- at any exit that finds the TSC ahead of guest time, the rate drops to RATE_MIN there and then,
+  until the next window measures it again: when the guest suddenly runs faster (its loop just
+  became compiled code) its lead is the one slice that ran at the old rate, not seconds;
+- a window that spans a halt does not measure anything (`idle`): guest time that passed with no
+  instructions retired would make the rate thousands of ticks per instruction, and the next busy
+  slices would push the TSC seconds ahead of guest time. A Linux guest then sees time jump: its
+  timeouts fire early ("Problem loading in-kernel X.509 certificate (-110)") and its watchdog
+  reports soft lockups.
 
 A guest write to the TSC (WRMSR 10h) or a machine reset moves the anchor.
 """
@@ -49,6 +57,11 @@ class TscSync:
         self.window_icount = self.icount
         self.anchor_tsc = tsc_value(self.icount, self.offset, self.rate)
 
+    def idle(self) -> None:
+        """The guest halted and the main loop waited for an interrupt: start a new rate window
+        here, so the wait (guest time with no instructions) is not taken for slow instructions."""
+        self.window_ns, self.window_icount = self.clock.now(), int(self.st[S.ICOUNT])
+
     def sync(self) -> None:
         st = self.st
         icount, offset, rate = int(st[S.ICOUNT]), int(st[S.TSC_OFFSET]), int(st[S.TSC_RATE])
@@ -65,10 +78,10 @@ class TscSync:
         if span >= RATE_WINDOW_NS and insns > 0:
             measured = (span << S.TSC_RATE_SHIFT) // insns
             rate = measured * RATE_UNDERSHOOT[0] // RATE_UNDERSHOOT[1]
-            if tsc > target:
-                rate //= 2
-            rate = max(RATE_MIN, min(RATE_MAX, rate))
             self.window_ns, self.window_icount = now, icount
+        if tsc > target:  # ahead of guest time: all but stop it now (it is never pulled back)
+            rate = RATE_MIN
+        rate = max(RATE_MIN, min(RATE_MAX, rate))
         offset = tsc - ((icount * rate) >> S.TSC_RATE_SHIFT)
         if offset != self.offset or rate != self.rate:
             st[S.TSC_OFFSET], st[S.TSC_RATE] = offset, rate

@@ -78,3 +78,39 @@ def test_a_guest_tsc_write_moves_the_anchor():
     clock.ns += 1000
     sync.sync()
     assert tsc(st) == 7 + 1000  # then it follows guest time from there
+
+
+def test_a_halt_does_not_make_the_next_busy_slices_run_the_tsc_ahead_of_guest_time():
+    """A window that spans a halt (guest time, no instructions) must not be taken for slow
+    instructions: a busy stretch after it would push the TSC seconds ahead and a Linux guest's
+    timeouts would fire early."""
+    st, clock, sync = fresh()
+    run(st, clock, sync, 20_000, 1_000_000, 20)  # busy at 50 ns per instruction
+    st[S.ICOUNT] += 10  # HLT, then a 50 ms wait for the timer interrupt
+    sync.sync()
+    clock.ns += 50_000_000
+    sync.idle()
+    leads = lead(st, clock, sync, 200_000, 1_000_000, 50)  # then 200 MIPS: a compiled loop
+    assert max(leads) <= 10_000_000  # the one slice at the old rate (before the fix: 372 ms)
+    assert leads[-1] == 0
+
+
+def test_a_guest_that_suddenly_runs_faster_leads_guest_time_by_one_slice_at_most():
+    st, clock, sync = fresh()
+    run(st, clock, sync, 1_000, 1_000_000, 30)  # 1 MIPS: 1000 ticks per instruction
+    leads = lead(st, clock, sync, 100_000, 1_000_000, 100)  # then 100 MIPS
+    assert max(leads) <= 75_000_000  # the first slice: 100,000 instructions at 3/4 of 1000 ticks
+    assert leads[-1] == 0  # and guest time catches up
+
+
+def lead(st, clock, sync, insns, ns, steps) -> list[int]:
+    """run(), but each slice's TSC lead over guest time; it must never go back either."""
+    out, last = [], tsc(st)
+    for _ in range(steps):
+        st[S.ICOUNT] += insns
+        clock.ns += ns
+        sync.sync()
+        assert tsc(st) >= last
+        last = tsc(st)
+        out.append(last - clock.ns)
+    return out
