@@ -9,6 +9,7 @@ import json
 import shutil
 import struct
 import subprocess
+import time
 import types
 from collections import deque
 from pathlib import Path
@@ -243,3 +244,133 @@ def test_loadvm_option_errors_are_one_line(floppy, kind):
     fragment = {"missing": "Snapshot 'x' does not exist", "truncated": "truncated snapshot",
                 "version": "format version 99", "ram": "64 MiB of RAM, this machine has 8 MiB"}[kind]
     assert fragment in line, line
+
+
+# -- the monitor and QMP -------------------------------------------------------------------------------------
+def _launch(tmp_path: Path, *args: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    import os
+    import sys
+
+    from tests.test_boot_cli import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYEMU_SNAPSHOT_DIR=str(tmp_path / "snaps"))
+    return subprocess.Popen([sys.executable, "-m", "emu", "boot", "-display", "none", "-m", str(RAM_MB), *args],
+                            cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _ticks(session) -> int:
+    return int(session.cmd("xp /1h 0x500").split()[-1], 16)
+
+
+def test_monitor_commands_over_stdio(floppy, tmp_path):
+    from tests.test_monitor import finish, pipe_session
+
+    proc = _launch(tmp_path, "-fda", floppy, "-snapshot", "-S", "-monitor", "stdio", stdin=subprocess.PIPE)
+    try:
+        s = pipe_session(proc)
+        assert s.cmd("info snapshots") == "There is no snapshot available.\n"
+        s.cmd("cont")
+        time.sleep(0.5)
+        s.cmd("stop")
+        regs = s.cmd("info registers")
+        ticks = _ticks(s)
+        assert ticks > 0
+        assert s.cmd("savevm one") == ""
+        listing = s.cmd("info snapshots").splitlines()
+        assert listing[0] == "List of snapshots present on all disks:" and listing[2].split()[:2] == ["1", "one"]
+        s.cmd("cont")
+        time.sleep(0.3)
+        s.cmd("stop")
+        assert _ticks(s) > ticks and s.cmd("info registers") != regs
+        assert s.cmd("loadvm one") == ""
+        assert s.cmd("info registers") == regs and _ticks(s) == ticks
+        assert s.cmd("info status") == "VM status: paused\n"  # loadvm keeps the run state
+        s.cmd("cont")
+        time.sleep(0.3)
+        assert s.cmd("savevm two") == "" and s.cmd("loadvm two") == ""  # while running
+        before = _ticks(s)
+        time.sleep(0.3)
+        assert _ticks(s) > before  # the timers go on after a loadvm in the running loop
+        assert s.cmd("info status") == "VM status: running\n"
+        assert s.cmd("loadvm nosuch") == "Error: Snapshot 'nosuch' does not exist\n"
+        assert s.cmd("savevm a b") == "savevm: extraneous characters at the end of line\n"
+        assert s.cmd("delvm one") == ""
+        assert [ln.split()[1] for ln in s.cmd("info snapshots").splitlines()[2:]] == ["two"]
+        (tmp_path / "snaps" / "junk.pyvm").write_bytes(b"junk")
+        answer = s.cmd("loadvm junk")
+        assert answer.startswith("Error: ") and "not a pyemu snapshot" in answer and answer.count("\n") == 1
+        s.writer(b"quit\n")
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 0
+
+
+def test_monitor_on_a_unix_socket_with_the_in_memory_demo_floppy(tmp_path):
+    import socket
+
+    from tests.test_monitor import connect, finish, socket_session
+
+    path = str(tmp_path / "mon.sock")
+    proc = _launch(tmp_path, "--demo", "-monitor", f"unix:{path},server,nowait")
+    try:
+        s = socket_session(connect(socket.AF_UNIX, path))
+        time.sleep(0.5)
+        s.cmd("stop")
+        screen = tmp_path / "a.txt"
+        s.cmd(f"screendump {screen}")
+        assert s.cmd("savevm demo") == ""
+        assert (tmp_path / "snaps" / "demo.pyvm").exists()
+        s.cmd("sendkey h")
+        s.cmd("sendkey i")
+        s.cmd("cont")
+        time.sleep(0.5)
+        s.cmd("stop")
+        s.cmd(f"screendump {tmp_path / 'b.txt'}")
+        assert (tmp_path / "b.txt").read_text() != screen.read_text()  # the demo echoed "hi"
+        assert s.cmd("loadvm demo") == ""
+        s.cmd(f"screendump {tmp_path / 'c.txt'}")
+        assert (tmp_path / "c.txt").read_text() == screen.read_text()
+        s.writer(b"quit\n")
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 0
+
+
+def test_qmp_human_monitor_command(floppy, tmp_path):
+    import asyncio
+
+    from tests.test_monitor import finish
+    from tests.test_qmp import QMPClient, _session
+
+    if QMPClient is None:
+        pytest.skip("qemu.qmp is not installed (pip install qemu.qmp)")
+    path = str(tmp_path / "qmp.sock")
+    proc = _launch(tmp_path, "-fda", floppy, "-snapshot", "-qmp", f"unix:{path},server,nowait")
+
+    async def body(qmp):
+        async def hmp(line: str) -> str:
+            return await qmp.execute("human-monitor-command", {"command-line": line})
+
+        await asyncio.sleep(0.3)
+        await qmp.execute("stop")
+        regs = await hmp("info registers")
+        assert await hmp("savevm q1") == ""
+        assert "q1" in await hmp("info snapshots")
+        await qmp.execute("cont")
+        await asyncio.sleep(0.3)
+        await qmp.execute("stop")
+        assert await hmp("info registers") != regs
+        assert await hmp("loadvm q1") == ""
+        assert await hmp("info registers") == regs
+        assert await hmp("loadvm q2") == "Error: Snapshot 'q2' does not exist\r\n"
+        assert await hmp("delvm q1") == ""
+        await qmp.execute("quit")
+
+    try:
+        asyncio.run(_session(path, body))
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 0
