@@ -10,6 +10,7 @@
         pc.run(instructions=5_000_000)
         print(pc.registers()["eip"], pc.read(0x7C00, 16))  # registers; linear memory
         print(pc.hmp("info registers"))                   # any monitor command (emu/monitor.py)
+        pc.savevm("here"); pc.run(seconds=1); pc.loadvm("here")  # snapshots (emu/snapshot.py)
 
 `run()` runs the same main loop as `pyemu boot` (emu/mainloop.py), on the calling thread, and returns
 one of: "limit" (the instructions or seconds asked for have run; call run() again to go on),
@@ -154,6 +155,32 @@ class Machine:
     def stats(self) -> dict:
         """The --stats counters."""
         return self._loop.stats()
+
+    # -- snapshots ------------------------------------------------------------------------------------
+    def savevm(self, name: str) -> str:
+        """Save the whole machine as snapshot `name` (emu/snapshot.py); returns the file's path.
+        emu.snapshot.SnapshotError (one line) when it cannot."""
+        from emu import snapshot
+
+        return snapshot.save(self.pc, self._loop, name)
+
+    def loadvm(self, name: str) -> None:
+        """Put the machine back in the state saved as `name` (also into a fresh Machine built with
+        the same options): `instructions`, registers, memory, devices and guest time."""
+        from emu import snapshot
+
+        snapshot.load(self.pc, self._loop, name)
+
+    def delvm(self, name: str) -> None:
+        from emu import snapshot
+
+        snapshot.delete(self.pc, name)
+
+    def snapshots(self) -> list[dict]:
+        """The saved snapshots: name, size, date, vm_clock_ns, icount."""
+        from emu import snapshot
+
+        return snapshot.listing(self.pc)
 
     # -- steering -------------------------------------------------------------------------------------
     def type(self, text: str) -> None:

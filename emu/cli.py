@@ -244,6 +244,7 @@ def _add_boot_parser(sub) -> _Parser:
         "vga": "std (VGA: text, 16- and 256-colour modes)",
         "monitor": "human monitor: stdio, unix:PATH,server[,nowait] or tcp:HOST:PORT,server[,nowait]",
         "qmp": "QMP (JSON) server: unix:PATH,server[,nowait] or tcp:HOST:PORT,server[,nowait]",
+        "loadvm": "start from the machine snapshot NAME (the monitor's savevm)",
     }
     for name, text in helps.items():
         boot.add_argument(f"-{name}", dest=f"opt_{name}", metavar=name.upper(), help=text)
@@ -517,6 +518,14 @@ def _boot(args, signals: _StopSignals) -> int:
             except OSError as exc:
                 raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
             to_close.append(log_out)
+    loadvm = None
+    if args.opt_loadvm:
+        from emu import snapshot
+
+        try:
+            loadvm = snapshot.precheck(cfg, args.opt_loadvm)  # before the engine loads: quick errors
+        except snapshot.SnapshotError as exc:
+            raise UsageError(f"-loadvm {args.opt_loadvm}: {exc}") from None
     try:
         machine = Machine(cfg)
     except MachineError as exc:
@@ -540,6 +549,14 @@ def _boot(args, signals: _StopSignals) -> int:
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
     if args.log_items:
         loop.insn_hook = insn_hook
+    if args.opt_loadvm:
+        from emu import snapshot
+
+        try:
+            snapshot.load(machine, loop, args.opt_loadvm, loadvm)
+        except snapshot.SnapshotError as exc:
+            machine.close()
+            raise UsageError(f"-loadvm {args.opt_loadvm}: {exc}") from None
     if args.lockstep:
         from emu.lockstep import Hooks, Lockstep
 

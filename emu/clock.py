@@ -63,6 +63,7 @@ class VirtualClock:
         self._frozen_ns: int | None = None
         self._heap: list[tuple[int, int, Timer]] = []
         self._counter = itertools.count()
+        self.timers: list[Timer] = []  # every timer made, in creation order (snapshots name them by index)
 
     # -- time ------------------------------------------------------------------------------
     def now(self) -> int:
@@ -91,7 +92,31 @@ class VirtualClock:
 
     # -- timers ----------------------------------------------------------------------------
     def timer(self, callback: Callable[[int], None], name: str = "") -> Timer:
-        return Timer(self, callback, name)
+        t = Timer(self, callback, name)
+        self.timers.append(t)
+        return t
+
+    def armed_timers(self) -> list[Timer]:
+        """The armed timers in firing order (deadline, then arming order)."""
+        return [t for _, _, t in sorted((t.deadline, t._seq, t) for t in self.timers if t.armed)]
+
+    def rearm(self, timers: list[tuple[Timer, int]]) -> None:
+        """Disarm every timer, then arm `timers` ((timer, deadline) pairs) in that order, so that
+        timers with equal deadlines fire in the order given (a snapshot being restored)."""
+        for t in self.timers:
+            t.cancel()
+        self._heap.clear()
+        for t, deadline in timers:
+            t.arm(deadline)
+
+    def set_now(self, ns: int, instructions: int) -> None:
+        """Put the clock at `ns` of guest time with `instructions` retired (a snapshot being
+        restored; under icount the two agree). Host time continues from `ns`."""
+        self.instructions = int(instructions)
+        if self._frozen_ns is not None:
+            self._frozen_ns = int(ns)
+        else:
+            self._host_start = time.monotonic_ns() - int(ns)
 
     def _arm(self, timer: Timer, deadline: int) -> None:
         timer.deadline = deadline

@@ -61,6 +61,7 @@ class MainLoop:
         self.keep_open = False  # the Python API runs the loop again and again: no goodbyes at return
         self._warm = False
         self.irq_counts = [0] * 16  # interrupts delivered per 8259 input (the monitor's `info irq`)
+        self.state_loaded = False  # set by loadvm (emu/snapshot.py): ICOUNT and the TSC moved under the loop
 
     # -- helpers ---------------------------------------------------------------------------------
     def _unimplemented(self) -> GuestError:
@@ -99,7 +100,7 @@ class MainLoop:
                 return False
             if ctl is not None:
                 ctl.poll()
-                if self.pause_reason is not None:
+                if self.pause_reason is not None or self.state_loaded:
                     return True
             if self.gdb is not None:
                 self.gdb.idle(0)  # Ctrl-C while halted: gdb is served here, the CPU stays halted
@@ -222,7 +223,8 @@ class MainLoop:
         """Halted for good with a monitor present: the machine stays up for its commands (`info
         registers`, `system_reset`, `quit`), as QEMU's does."""
         m, fe = self.m, self.frontend
-        while m.exit_status is None and not m.reset_requested and not self._timed_out():
+        while m.exit_status is None and not m.reset_requested and not self._timed_out() \
+                and not self.state_loaded:
             if self.pause_reason is not None:
                 self._serve_paused()
                 continue
@@ -291,6 +293,10 @@ class MainLoop:
             if self.pause_reason is not None:
                 self._serve_paused()
                 last_ic = int(st[S.ICOUNT])
+            if self.state_loaded:  # a loadvm between two runs
+                self.state_loaded = False
+                last_ic = int(st[S.ICOUNT])
+                tsc = TscSync(st, clock)
             if m.exit_status is not None:
                 return m.exit_status
             budget = self._budget()
@@ -341,18 +347,18 @@ class MainLoop:
                         return m.exit_status
                     if self._timed_out():
                         return EXIT_TIMEOUT
-                    if not m.reset_requested:
+                    if not m.reset_requested and not self.state_loaded:
                         self.halted_message = True
                         return 0
                 elif not self._sleep_until_interrupt(tsc):
                     return EXIT_TIMEOUT
                 elif not st[S.INTR_LINE] and m.exit_status is None and not m.reset_requested \
-                        and self.pause_reason is None:
+                        and self.pause_reason is None and not self.state_loaded:
                     if ctl is None or not ctl.holds_machine:
                         self.halted_message = True
                         return 0
                     self._hold_halted()
-                    if m.exit_status is None and not m.reset_requested:
+                    if m.exit_status is None and not m.reset_requested and not self.state_loaded:
                         return EXIT_TIMEOUT
             elif reason == S.EXIT_MMIO_READ:
                 st[S.MMIO_VALUE] = core.phys.exit_read(st)

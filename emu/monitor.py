@@ -5,6 +5,7 @@ QEMU's monitor commands, with QEMU's output formats where QEMU has one:
     info status | registers | pic | irq | pci | block | tlb | mem | jit | version | cpus
     x /Nfu ADDR    xp /Nfu ADDR     (f: x d u o c i, u: b h w g; ADDR an expression: 0x7c00, $eip+4, $pc)
     stop | cont | c | system_reset | system_powerdown | sendkey KEYS | screendump FILE | quit | q | help
+    savevm [NAME] | loadvm NAME | delvm NAME | info snapshots   (machine snapshots, emu/snapshot.py)
 
 `Control` is what the main loop (emu/mainloop.py) sees of every monitor and QMP server: `poll()`
 serves whatever arrived, without blocking, between two runs of the guest; `wait(seconds)` blocks
@@ -34,6 +35,7 @@ POLL_PERIOD_S = 0.01
 
 HELP = """\
 cont|c -- resume emulation
+delvm tag -- delete a VM snapshot
 help|? [cmd] -- show the help
 info status -- show the current VM status (running|paused)
 info registers -- show the cpu registers
@@ -44,9 +46,12 @@ info block -- show the block devices
 info tlb -- show virtual to physical memory mappings
 info mem -- show the active virtual memory mappings
 info jit -- show the translation block cache statistics
+info snapshots -- show the currently saved VM snapshots
 info cpus -- show infos for each CPU
 info version -- show the version of pyemu
+loadvm tag -- restore a VM snapshot from its tag
 q|quit -- quit the emulator
+savevm [tag] -- save a VM snapshot (without a tag: vm-DATE)
 screendump filename [-f format] -- save the screen: .txt (text), .png or .ppm (image)
 sendkey keys -- send keys to the VM (e.g. 'sendkey ctrl-alt-delete')
 stop -- stop emulation
@@ -126,6 +131,8 @@ class Hmp:
             return self.sendkey(rest)
         if word == "screendump":
             return self.screendump(rest)
+        if word in ("savevm", "loadvm", "delvm"):
+            return self.snapshot_command(word, rest)
         raise MonitorError(f"unknown command: '{word}'")
 
     def help(self, rest: str) -> str:
@@ -166,7 +173,7 @@ class Hmp:
         table = {"status": self.info_status, "registers": self.info_registers, "pic": self.info_pic,
                  "pci": self.info_pci, "block": self.info_block, "tlb": self.info_tlb, "mem": self.info_mem,
                  "jit": self.info_jit, "version": self.info_version, "cpus": self.info_cpus,
-                 "irq": self.info_irq}
+                 "irq": self.info_irq, "snapshots": self.info_snapshots}
         if not what:
             return "".join(ln + "\n" for ln in HELP.splitlines() if ln.startswith("info "))
         fn = table.get(what.split()[0])
@@ -179,6 +186,11 @@ class Hmp:
         if status == "running":
             return "VM status: running\n"
         return f"VM status: paused{'' if status == 'paused' else f' ({status})'}\n"
+
+    def info_snapshots(self) -> str:
+        from emu import snapshot
+
+        return snapshot.info_text(self.m)
 
     def info_version(self) -> str:
         from emu import __version__
@@ -463,6 +475,27 @@ class Hmp:
             fe.keys.append(codes)  # typed when the keyboard has taken what is before it
         else:
             self.m.i8042.key_set1(codes)
+        return ""
+
+    def snapshot_command(self, word: str, rest: str) -> str:
+        """savevm [NAME], loadvm NAME, delvm NAME: nothing printed on success, as QEMU."""
+        from emu import snapshot
+
+        args = rest.split()
+        if len(args) > 1:
+            raise MonitorError(f"{word}: extraneous characters at the end of line")
+        if not args and word != "savevm":
+            raise MonitorError(f"{word}: a snapshot name is needed")
+        name = args[0] if args else time.strftime("vm-%Y%m%d%H%M%S")
+        try:
+            if word == "savevm":
+                snapshot.save(self.m, self.loop, name)
+            elif word == "loadvm":
+                snapshot.load(self.m, self.loop, name)
+            else:
+                snapshot.delete(self.m, name)
+        except snapshot.SnapshotError as exc:
+            raise MonitorError(f"Error: {exc}") from None
         return ""
 
     def screendump(self, rest: str) -> str:

@@ -103,6 +103,8 @@ ROWS = DISK_ROWS + [
      "does not fit in RAM"),
     ("-initrd-bigger-than-ram", ("-kernel", "{kernel}", "-initrd", "{initrd_3m}", "-m", "2"), "is too big"),
     ("-initrd-without-kernel", ("-initrd", "{garbage}"), "need -kernel"),
+    ("-loadvm-missing", ("-hda", "{garbage}", "-snapshot", "-loadvm", "nosuch"), "Snapshot 'nosuch' does not exist"),
+    ("-loadvm-bad-name", ("-hda", "{garbage}", "-snapshot", "-loadvm", "../x"), "invalid snapshot name"),
     ("-bios-missing", ("-bios", "{missing}"), "No such file or directory"),
     ("-bios-empty", ("-bios", "{empty}"), "must be 64, 128, 192 or 256 KiB"),
     ("-bios-truncated", ("-bios", "{rom_1000}"), "must be 64, 128, 192 or 256 KiB"),
