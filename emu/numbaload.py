@@ -37,3 +37,6 @@ def install() -> None:
 
     load_overload.__doc__ = cache.load_overload.__doc__
     cache.load_overload = load_overload
+
+
+install()  # on import: `emu.cpu.core` imports this module before any engine code

@@ -13,11 +13,8 @@ import time
 
 import numpy as np
 
-from emu import numbaload
-
-numbaload.install()  # before the engine's cached code loads  # noqa: E402
-
-from emu import stats as K  # noqa: E402
+from emu import numbaload  # noqa: F401 - first: it speeds up loading the engine's cached code
+from emu import stats as K
 from emu.cpu import flags as F
 from emu.cpu import state as S
 from emu.cpu.eflags import WRITABLE

@@ -9,9 +9,9 @@ the instructions retired, the number of exits serviced and a hash of RAM.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
+import zlib
 
 import numpy as np
 
@@ -177,6 +177,13 @@ def run_once(core, p: dict, budget: int = BUDGET) -> tuple:
     return snapshot(core, reason, int(st[S.ICOUNT]) - start, exits)
 
 
+def ram_digest(ram: np.ndarray) -> str:
+    """CRC-32 and Adler-32 of the guest RAM, read in place: 64 bits against a chance collision
+    between two tiers' RAM, at half the cost of a BLAKE2 of a copy (three per program)."""
+    view = memoryview(ram)
+    return f"{zlib.crc32(view):08x}{zlib.adler32(view):08x}"
+
+
 def snapshot(core, reason: int, icount: int, exits: int) -> tuple:
     st = core.st
     return (
@@ -188,7 +195,7 @@ def snapshot(core, reason: int, icount: int, exits: int) -> tuple:
         ("reason", S.EXIT_REASON_NAMES[reason] if 0 <= reason < len(S.EXIT_REASON_NAMES) else reason),
         ("icount", icount),
         ("exits", exits),
-        ("ram", hashlib.blake2b(core.mem[:G.RAM].tobytes(), digest_size=12).hexdigest()),
+        ("ram", ram_digest(core.mem[:G.RAM])),
     )
 
 

@@ -8,8 +8,6 @@ informational (kind `unicorn`), for a person to judge.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from emu.fuzz import gen as G
@@ -50,7 +48,7 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
         return None  # unicorn could not run it (an exception pyemu did not take is not judged here)
     got = tuple(uc.reg_read(rid) & 0xFFFF_FFFF for rid in ids)
     eip = uc.reg_read(X.UC_X86_REG_EIP)
-    ram = hashlib.blake2b(bytes(uc.mem_read(0, G.RAM)), digest_size=12).hexdigest()
+    ram = R.ram_digest(np.frombuffer(bytes(uc.mem_read(0, G.RAM)), dtype=np.uint8))
     want = s["gprs"]
     if got != want or eip != at + len(code) or ram != s["ram"]:
         detail = {"gprs": [list(want), list(got)]} if got != want else {}
