@@ -349,6 +349,8 @@ class CodeGen:
         # Code is linked by ORC (LLJIT), a module a library: the IR and the optimiser are gone once
         # the object is emitted, and a library is unloaded when its tracker is closed. (MCJIT kept
         # each module's IR and ~0.7 MiB of engine: 133 KiB a compiled block against ~20 here.)
+        for option in filter(None, os.environ.get("PYEMU_T1_LLVM_OPTIONS", "").split(",")):
+            llvm.set_option("pyemu", option)  # LLVM's own switches (e.g. -fast-isel), for experiments
         self.tm = llvm.Target.from_default_triple().create_target_machine(
             opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), reloc="pic")
         self.jit = llvm.create_lljit_compiler()
