@@ -111,6 +111,16 @@ async def _session(path: str, body) -> None:
             pass  # pyemu closed the socket when it quit, as QEMU does
 
 
+def run_session(proc, path: str, body) -> int:
+    """Run `body` over a QMP connection to pyemu `proc` (listening on `path`); its exit status."""
+    try:
+        asyncio.run(_session(path, body))
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    return status
+
+
 @needs_qmp
 @needs_nasm
 def test_stop_cont_reset_quit_with_events(tmp_path):
@@ -147,12 +157,7 @@ def test_stop_cont_reset_quit_with_events(tmp_path):
         assert shutdown["event"] == "SHUTDOWN"
         assert shutdown["data"] == {"guest": False, "reason": "host-qmp-quit"}
 
-    try:
-        asyncio.run(_session(path, body))
-        status, _ = finish(proc)
-    finally:
-        proc.kill()
-    assert status == 0
+    assert run_session(proc, path, body) == 0
 
 
 @needs_qmp
@@ -181,9 +186,4 @@ def test_jit_statistics_screendump_and_errors(tmp_path):
         assert version["package"].startswith("pyemu")
         await qmp.execute("quit")
 
-    try:
-        asyncio.run(_session(path, body))
-        status, _ = finish(proc)
-    finally:
-        proc.kill()
-    assert status == 0
+    assert run_session(proc, path, body) == 0

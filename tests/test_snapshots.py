@@ -341,8 +341,7 @@ def test_monitor_on_a_unix_socket_with_the_in_memory_demo_floppy(tmp_path):
 def test_qmp_human_monitor_command(floppy, tmp_path):
     import asyncio
 
-    from tests.test_monitor import finish
-    from tests.test_qmp import QMPClient, _session
+    from tests.test_qmp import QMPClient, run_session
 
     if QMPClient is None:
         pytest.skip("qemu.qmp is not installed (pip install qemu.qmp)")
@@ -368,9 +367,4 @@ def test_qmp_human_monitor_command(floppy, tmp_path):
         assert await hmp("delvm q1") == ""
         await qmp.execute("quit")
 
-    try:
-        asyncio.run(_session(path, body))
-        status, _ = finish(proc)
-    finally:
-        proc.kill()
-    assert status == 0
+    assert run_session(proc, path, body) == 0
