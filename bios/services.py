@@ -663,7 +663,8 @@ class Bios:
             self.set_flag(CF, False)
             return
         if ah == 0x41:
-            if self.r16(S.EBX) != 0x55AA:
+            # no EDD for a diskette drive (as IBM's BIOS and SeaBIOS): its boot code then reads by CHS
+            if self.r16(S.EBX) != 0x55AA or (drive.floppy and dl != self.cd_emulated):
                 self._disk_status(dl, DISK_BAD_COMMAND)
                 return
             self.w16(S.EBX, 0xAA55)

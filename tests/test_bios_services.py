@@ -157,6 +157,27 @@ params: times 0x1e db 0
     assert cx & 0x3F == 63 and dx & 0xFF == 1
 
 
+def test_int13_41_on_a_diskette_says_no_extensions():
+    """Like IBM's BIOS and SeaBIOS: a floppy boot sector (SYSLINUX's) then reads by CHS (found diffing
+    a SYSLINUX boot against QEMU's, README "Traces and lockstep")."""
+    body = """
+    mov ah, 0x41
+    mov bx, 0x55aa
+    xor dl, dl
+    int 0x13
+    pushf
+    call out_ax
+    mov ax, bx
+    call out_ax
+    pop ax
+    call out_al
+    jmp done
+"""
+    r = run_guest(body)
+    ax, bx, fl = struct.unpack("<HHB", r.debug[:5])
+    assert ax >> 8 == 0x01 and fl & 1 and bx == 0x55AA
+
+
 DISK_RW = """
     mov [drive], dl
     mov di, 0x8000          ; fill a sector with a pattern
