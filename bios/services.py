@@ -36,6 +36,7 @@ DISK_OK = 0x00
 DISK_BAD_COMMAND = 0x01
 DISK_WRITE_PROTECTED = 0x03
 DISK_NOT_FOUND = 0x04
+DISK_DMA_BOUNDARY = 0x09
 DISK_TIMEOUT = 0x80
 
 E820_RAM, E820_RESERVED = 1, 2
@@ -650,7 +651,10 @@ class Bios:
                 status = DISK_OK if lba + al <= drive.image.sectors else DISK_NOT_FOUND
             else:
                 addr = (self.seg(S.ES) << 4) + self.r16(S.EBX)
-                status = self.transfer(drive, lba, al, addr, ah == 0x03)
+                if drive.floppy and dl != self.cd_emulated and addr >> 16 != (addr + al * 512 - 1) >> 16:
+                    status = DISK_DMA_BOUNDARY  # the diskette's ISA DMA cannot cross a 64 KiB page
+                else:
+                    status = self.transfer(drive, lba, al, addr, ah == 0x03)
             if status:
                 self.set_lo(S.EAX, 0)
             self._disk_status(dl, status)

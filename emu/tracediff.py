@@ -155,7 +155,8 @@ class Resync:
     bios: a register difference at the first record after dropped (excluded BIOS) code, or after an
     instruction at one of `after` (e.g. one that loads a BIOS pointer from the vector table), is taken as
     what the two BIOSes returned and adopted: while only those bits differ, or B - A stays the same (a
-    pointer stepped through), it is not counted; once both agree it is compared again. Never the PC/EIP.
+    pointer stepped through), it is not counted; once both agree it is compared again, but the same B - A
+    is still taken (a saved value popped back). Never the PC/EIP.
     window: at a PC difference, up to `window` records of one log are skipped when that brings both logs
     to the same PC and registers again (an interrupt the guest's own handler took at another instruction).
     """
@@ -171,10 +172,13 @@ class Resync:
             print(f"  resync: {text}", file=self.out)
 
     def settle(self, ra: Record, rb: Record) -> None:
-        """A field both logs agree on again is compared again."""
-        for k in list(self.allowed):
-            if ra.regs.get(k) == rb.regs.get(k):
-                del self.allowed[k]
+        """A field both logs agree on again is compared again, but for its old B - A (a value restored)."""
+        for k, (mask, delta) in list(self.allowed.items()):
+            if mask and ra.regs.get(k) == rb.regs.get(k):
+                if k == "EFL":
+                    del self.allowed[k]
+                else:
+                    self.allowed[k] = (0, delta)
 
     def adopt(self, ra: Record, rb: Record, prev_pc: int | None, diff: list[str], k: int) -> bool:
         if not self.bios or "PC" in diff or "EIP" in diff:
