@@ -30,6 +30,7 @@ from . import rom as R
 
 CF, ZF, IF, VM = 0x0001, 0x0040, 0x0200, 0x20000
 SMAP = 0x534D4150
+CR0_CD_NW = 0x6000_0000
 
 # INT 13h status codes (AH)
 DISK_OK = 0x00
@@ -192,6 +193,7 @@ class Bios:
     # -- POST ------------------------------------------------------------------------------------
     def post(self) -> None:
         m, ram, bus = self.m, self.ram, self.m.bus
+        self.st[S.CR0] = int(self.st[S.CR0]) & ~CR0_CD_NW  # caches on, as a PC BIOS (SeaBIOS) leaves them
         m.core.mem[0:0x500] = 0
         for v in range(256):
             off = R.INT08_STUB if v == 0x08 else R.vector_stub(v)
