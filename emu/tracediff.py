@@ -261,6 +261,7 @@ def compare(a: list[Record], b: list[Record], *, start: int | None = None, ignor
     print(f"trace-diff: aligned at {a[ia].linear_pc():#010x} ({name_a} instruction {ia}, {name_b} instruction {ib})",
           file=out)
     ia, ib, k = ia + skip, ib + skip, skip
+    repeats = 0  # records at the PC of the one before: REP iterations (QEMU logs each one)
     while ia < len(a) and ib < len(b) and (limit is None or k < limit):
         ra, rb = a[ia], b[ib]
         diff = differences(ra, rb, ignore_flags, resync.allowed)
@@ -269,6 +270,7 @@ def compare(a: list[Record], b: list[Record], *, start: int | None = None, ignor
             continue
         if not diff or resync.adopt(ra, rb, a[ia - 1].linear_pc() if ia else None, diff, k):
             resync.settle(ra, rb)
+            repeats += ia > 0 and a[ia - 1].linear_pc() == ra.linear_pc()
             ia, ib, k = ia + 1, ib + 1, k + 1
             continue
         print(f"trace-diff: DIVERGED at instruction {k} after the alignment point ({k - skip} matched); "
@@ -291,8 +293,8 @@ def compare(a: list[Record], b: list[Record], *, start: int | None = None, ignor
         print(side_by_side(ra, rb, f"{name_a} (state before {ra.linear_pc():#010x})",
                            f"{name_b} (state before {rb.linear_pc():#010x})"), file=out)
         return 1
-    print(f"trace-diff: identical over {k - skip} instructions ({len(a) - ia} more in {name_a}, "
-          f"{len(b) - ib} more in {name_b}){resync.summary()}", file=out)
+    print(f"trace-diff: identical over {k - skip} instructions ({repeats} of them REP iterations; "
+          f"{len(a) - ia} more in {name_a}, {len(b) - ib} more in {name_b}){resync.summary()}", file=out)
     return 0
 
 

@@ -47,6 +47,39 @@ def test_first_divergence_and_ignored_flags():
     assert rc == 1 and "DIVERGED at instruction 2" in text and "differs: EAX" in text, text
 
 
+def test_bios_resync_adopts_what_excluded_code_returned_and_reports_it():
+    """A differs from B in EAX after a BIOS call (excluded): adopted with --bios-resync, while it lasts."""
+    a = record(0x7C00, 5) + record(0xF0000, 5) + record(0x7C02, 0x1234) + record(0x7C04, 0x1235) + record(0x7C06, 1)
+    b = record(0x7C00, 5) + record(0xF0100, 5) + record(0x7C02, 0x2234) + record(0x7C04, 0x2235) + record(0x7C06, 1)
+    recs = [T.select(T.parse(x), excludes=[(0xF0000, 0x100000)]) for x in (a, b)]
+    import io
+
+    out = io.StringIO()
+    assert T.compare(*recs, start=0x7C00, out=out) == 1 and "differs: EAX" in out.getvalue()
+    out = io.StringIO()
+    assert T.compare(*recs, start=0x7C00, out=out, resync=T.Resync(bios=True)) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "after BIOS code: EAX 00001234/00002234 adopted" in text and "1 BIOS-returned differences" in text
+    # a later, different difference in the same register still counts
+    b2 = b[:-5] + record(0x7C06, 2)
+    out = io.StringIO()
+    rc = T.compare(recs[0], T.select(T.parse(b2), excludes=[(0xF0000, 0x100000)]), start=0x7C00, out=out,
+                   resync=T.Resync(bios=True))
+    assert rc == 1 and "DIVERGED at instruction 3" in out.getvalue()
+
+
+def test_resync_window_skips_an_interrupt_taken_at_another_instruction():
+    body = [record(0x7C00 + 2 * i, i) for i in range(6)]
+    irq = record(0x3A20, 99) + record(0x3A22, 98)
+    a = sum(body[:2] + [irq] + body[2:], [])
+    b = sum(body[:4] + [irq] + body[4:], [])
+    rc, text = run_diff(a, b, start=0x7C00)
+    assert rc == 1 and "differs: PC" in text
+    rc, text = run_diff(a, b, start=0x7C00, resync=T.Resync(window=10))
+    assert rc == 0 and "identical over 6 instructions" in text, text
+    assert "2 interrupt stretches skipped (2 records of A, 2 of B)" in text
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-i386") is None or shutil.which("nasm") is None,
                     reason="needs qemu-system-i386 and nasm")
 def test_pyemu_trace_matches_qemu_from_0x7c00(tmp_path):
