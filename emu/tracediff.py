@@ -153,17 +153,20 @@ class Resync:
     """The documented ways past an allowed difference (both off by default, every use counted and reported).
 
     bios: a register difference at the first record after dropped (excluded BIOS) code, or after an
-    instruction at one of `after` (e.g. one that loads a BIOS pointer from the vector table), is taken as
-    what the two BIOSes returned and adopted: while only those bits differ, or B - A stays the same (a
+    instruction at one of `after` (e.g. one that loads a BIOS pointer from the vector table), or one where
+    both values are real-mode far pointers into `pointers_into` (a vector read), is taken as what the
+    two BIOSes set up and adopted: while only those bits differ, or B - A stays the same (a
     pointer stepped through), it is not counted; once both agree it is compared again, but the same B - A
     is still taken (a saved value popped back). Never the PC/EIP.
     window: at a PC difference, up to `window` records of one log are skipped when that brings both logs
     to the same PC and registers again (an interrupt the guest's own handler took at another instruction).
     """
 
-    def __init__(self, bios: bool = False, window: int = 0, after=(), out=sys.stdout, quiet_after: int = 20):
+    def __init__(self, bios: bool = False, window: int = 0, after=(), pointers_into=(), out=sys.stdout,
+                 quiet_after: int = 20):
         self.bios, self.window, self.out, self.quiet_after = bios, window, out, quiet_after
         self.after = set(after)
+        self.pointers_into = list(pointers_into)
         self.allowed: dict[str, tuple[int, int]] = {}
         self.adopted = self.skips = self.skipped_a = self.skipped_b = 0
 
@@ -183,15 +186,24 @@ class Resync:
     def adopt(self, ra: Record, rb: Record, prev_pc: int | None, diff: list[str], k: int) -> bool:
         if not self.bios or "PC" in diff or "EIP" in diff:
             return False
-        if not (ra.after_gap or rb.after_gap or prev_pc in self.after):
+        if not (ra.after_gap or rb.after_gap or prev_pc in self.after or self._bios_pointers(ra, rb, diff)):
             return False
         for d in diff:
             self.allowed[d] = (ra.regs[d] ^ rb.regs[d], (rb.regs[d] - ra.regs[d]) & 0xFFFFFFFF)
         self.adopted += 1
-        why = "after BIOS code" if ra.after_gap or rb.after_gap else f"after {prev_pc:#x}"
+        why = ("after BIOS code" if ra.after_gap or rb.after_gap else f"after {prev_pc:#x}" if prev_pc in self.after
+               else "BIOS far pointers")
         self._note(f"instruction {k} at {ra.linear_pc():#010x}, {why}: "
                    + ", ".join(f"{d} {ra.regs[d]:08x}/{rb.regs[d]:08x}" for d in diff) + " adopted")
         return True
+
+    def _bios_pointers(self, ra: Record, rb: Record, diff: list[str]) -> bool:
+        """Every difference is a GPR holding, in both logs, a real-mode far pointer into the BIOS (a vector)."""
+        def into(v: int) -> bool:
+            lin = (v >> 16 << 4) + (v & 0xFFFF)
+            return v >> 16 != 0 and any(lo <= lin < hi for lo, hi in self.pointers_into)
+
+        return bool(self.pointers_into) and all(d in GPRS and into(ra.regs[d]) and into(rb.regs[d]) for d in diff)
 
     def skip(self, a: list[Record], b: list[Record], ia: int, ib: int, ignore_flags: int, k: int):
         """(new ia, new ib) past an interrupt stretch in one log, or None."""
@@ -341,7 +353,7 @@ def main(args) -> int:
             return image[off:off + 16] if 0 <= off < len(image) else b""
 
     resync = Resync(bios=args.bios_resync or bool(args.adopt_after), window=args.resync_window,
-                    after=args.adopt_after or ())
+                    after=args.adopt_after or (), pointers_into=excludes if args.bios_resync else ())
     return compare(recs[0], recs[1], start=args.start, ignore_flags=args.ignore_flags, skip=args.skip,
                    limit=args.limit, code_at=code_at, name_a=args.a, name_b=args.b, resync=resync,
                    fill_text=_text_filler((args.a, args.b)))
@@ -362,7 +374,8 @@ def add_parser(sub, int_auto) -> None:
                    help="drop instructions with LO <= linear PC < HI, in both logs (repeatable; e.g. the BIOS)")
     p.add_argument("--bios-resync", action="store_true",
                    help="adopt register differences at the first instruction after excluded code (what the "
-                        "BIOSes returned) while they last; each is reported")
+                        "BIOSes returned), or that are real-mode far pointers into excluded code in both logs "
+                        "(an interrupt vector read), while they last; each is reported")
     p.add_argument("--adopt-after", type=int_auto, action="append", metavar="PC",
                    help="as --bios-resync, after the instruction at linear PC too (e.g. one loading a BIOS "
                         "pointer); repeatable")

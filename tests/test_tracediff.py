@@ -68,6 +68,17 @@ def test_bios_resync_adopts_what_excluded_code_returned_and_reports_it():
     assert rc == 1 and "DIVERGED at instruction 3" in out.getvalue()
 
 
+def test_bios_resync_adopts_interrupt_vectors_read_from_the_ivt():
+    """F000:FF53 (SeaBIOS's IRET) against F000:10E0 (a pyemu ROM stub): both far pointers into the BIOS."""
+    a = record(0x7C00, 0x10) + record(0x7C04, 0xF000FF53) + record(0x7C08, 0x12345678)
+    b = record(0x7C00, 0x10) + record(0x7C04, 0xF00010E0) + record(0x7C08, 0x12345678)
+    rc, text = run_diff(a, b, start=0x7C00, resync=T.Resync(bios=True, pointers_into=[(0xF0000, 0x100000)]))
+    assert rc == 0 and "BIOS far pointers: EAX f000ff53/f00010e0 adopted" in text, text
+    c = record(0x7C00, 0x10) + record(0x7C04, 0x00001234) + record(0x7C08, 0x12345678)
+    rc, text = run_diff(a, c, start=0x7C00, resync=T.Resync(bios=True, pointers_into=[(0xF0000, 0x100000)]))
+    assert rc == 1
+
+
 def test_resync_window_skips_an_interrupt_taken_at_another_instruction():
     body = [record(0x7C00 + 2 * i, i) for i in range(6)]
     irq = record(0x3A20, 99) + record(0x3A22, 98)
