@@ -8,6 +8,8 @@ linear PC is `--start` (or, without it, the first PC of B that A also has, so th
 prologue and pyemu's BIOS drop out), then compared record by record: the PC sequence, the GPRs, EIP,
 EFLAGS (less `--ignore-flags`) and the segment selectors. The first difference is printed with both
 states side by side and the instruction before it (the one that made the difference) disassembled.
+For a real boot, `--exclude` leaves both BIOSes out and `Resync` (--bios-resync, --adopt-after,
+--resync-window; off by default, every use reported) gets past what two different BIOSes do differently.
 Exit status 0: identical over the compared range; 1: they diverge; 2: a log could not be read.
 """
 
@@ -170,8 +172,8 @@ class Resync:
         self.allowed: dict[str, tuple[int, int]] = {}
         self.adopted = self.skips = self.skipped_a = self.skipped_b = 0
 
-    def _note(self, text: str) -> None:
-        if self.adopted + self.skips <= self.quiet_after:
+    def _note(self, text: str, count: int) -> None:
+        if count <= self.quiet_after:
             print(f"  resync: {text}", file=self.out)
 
     def settle(self, ra: Record, rb: Record) -> None:
@@ -194,7 +196,7 @@ class Resync:
         why = ("after BIOS code" if ra.after_gap or rb.after_gap else f"after {prev_pc:#x}" if prev_pc in self.after
                else "BIOS far pointers")
         self._note(f"instruction {k} at {ra.linear_pc():#010x}, {why}: "
-                   + ", ".join(f"{d} {ra.regs[d]:08x}/{rb.regs[d]:08x}" for d in diff) + " adopted")
+                   + ", ".join(f"{d} {ra.regs[d]:08x}/{rb.regs[d]:08x}" for d in diff) + " adopted", self.adopted)
         return True
 
     def _bios_pointers(self, ra: Record, rb: Record, diff: list[str]) -> bool:
@@ -223,10 +225,10 @@ class Resync:
         self.skips += 1
         if jb is None or (ja is not None and ja - ia <= jb - ib):
             self.skipped_a += ja - ia
-            self._note(f"instruction {k}: {ja - ia} records of A from {a[ia].linear_pc():#010x} skipped")
+            self._note(f"instruction {k}: {ja - ia} records of A from {a[ia].linear_pc():#010x} skipped", self.skips)
             return ja, ib
         self.skipped_b += jb - ib
-        self._note(f"instruction {k}: {jb - ib} records of B from {b[ib].linear_pc():#010x} skipped")
+        self._note(f"instruction {k}: {jb - ib} records of B from {b[ib].linear_pc():#010x} skipped", self.skips)
         return ia, jb
 
     def summary(self) -> str:
@@ -285,8 +287,8 @@ def compare(a: list[Record], b: list[Record], *, start: int | None = None, ignor
             repeats += ia > 0 and a[ia - 1].linear_pc() == ra.linear_pc()
             ia, ib, k = ia + 1, ib + 1, k + 1
             continue
-        print(f"trace-diff: DIVERGED at instruction {k} after the alignment point ({k - skip} matched); "
-              f"differs: {' '.join(diff)}{resync.summary()}", file=out)
+        print(f"trace-diff: DIVERGED at instruction {k} after the alignment point ({k - skip} matched, {repeats} "
+              f"of them REP iterations); differs: {' '.join(diff)}{resync.summary()}", file=out)
         print(f"  {name_a} log line {ra.line_no}, {name_b} log line {rb.line_no}", file=out)
         if ia > 0:
             prev = a[ia - 1]
