@@ -30,12 +30,14 @@ from . import rom as R
 
 CF, ZF, IF, VM = 0x0001, 0x0040, 0x0200, 0x20000
 SMAP = 0x534D4150
+CR0_CD_NW = 0x6000_0000
 
 # INT 13h status codes (AH)
 DISK_OK = 0x00
 DISK_BAD_COMMAND = 0x01
 DISK_WRITE_PROTECTED = 0x03
 DISK_NOT_FOUND = 0x04
+DISK_DMA_BOUNDARY = 0x09
 DISK_TIMEOUT = 0x80
 
 E820_RAM, E820_RESERVED = 1, 2
@@ -191,6 +193,7 @@ class Bios:
     # -- POST ------------------------------------------------------------------------------------
     def post(self) -> None:
         m, ram, bus = self.m, self.ram, self.m.bus
+        self.st[S.CR0] = int(self.st[S.CR0]) & ~CR0_CD_NW  # caches on, as a PC BIOS (SeaBIOS) leaves them
         m.core.mem[0:0x500] = 0
         for v in range(256):
             off = R.INT08_STUB if v == 0x08 else R.vector_stub(v)
@@ -650,7 +653,10 @@ class Bios:
                 status = DISK_OK if lba + al <= drive.image.sectors else DISK_NOT_FOUND
             else:
                 addr = (self.seg(S.ES) << 4) + self.r16(S.EBX)
-                status = self.transfer(drive, lba, al, addr, ah == 0x03)
+                if drive.floppy and dl != self.cd_emulated and addr >> 16 != (addr + al * 512 - 1) >> 16:
+                    status = DISK_DMA_BOUNDARY  # the diskette's ISA DMA cannot cross a 64 KiB page
+                else:
+                    status = self.transfer(drive, lba, al, addr, ah == 0x03)
             if status:
                 self.set_lo(S.EAX, 0)
             self._disk_status(dl, status)
@@ -663,7 +669,8 @@ class Bios:
             self.set_flag(CF, False)
             return
         if ah == 0x41:
-            if self.r16(S.EBX) != 0x55AA:
+            # no EDD for a diskette drive (as IBM's BIOS and SeaBIOS): its boot code then reads by CHS
+            if self.r16(S.EBX) != 0x55AA or (drive.floppy and dl != self.cd_emulated):
                 self._disk_status(dl, DISK_BAD_COMMAND)
                 return
             self.w16(S.EBX, 0xAA55)

@@ -157,6 +157,57 @@ params: times 0x1e db 0
     assert cx & 0x3F == 63 and dx & 0xFF == 1
 
 
+def test_int13_41_on_a_diskette_says_no_extensions():
+    """Like IBM's BIOS and SeaBIOS: a floppy boot sector (SYSLINUX's) then reads by CHS (found diffing
+    a SYSLINUX boot against QEMU's, README "Traces and lockstep")."""
+    body = """
+    mov ah, 0x41
+    mov bx, 0x55aa
+    xor dl, dl
+    int 0x13
+    pushf
+    call out_ax
+    mov ax, bx
+    call out_ax
+    pop ax
+    call out_al
+    jmp done
+"""
+    r = run_guest(body)
+    ax, bx, fl = struct.unpack("<HHB", r.debug[:5])
+    assert ax >> 8 == 0x01 and fl & 1 and bx == 0x55AA
+
+
+def test_int13_diskette_read_across_a_64k_page_is_a_dma_boundary_error():
+    """AH=09h, nothing read, as on a PC (ISA DMA) and in SeaBIOS: SYSLINUX's loader splits its read then."""
+    body = """
+    mov ax, 0x1000
+    mov es, ax
+    mov bx, 0xfe00              ; 0x1FE00: a second sector would cross 0x20000
+    mov ax, 0x0202
+    mov cx, 0x0001
+    xor dx, dx
+    int 0x13
+    pushf
+    call out_ax
+    pop ax
+    call out_al
+    mov ax, 0x0201              ; one sector fits
+    mov cx, 0x0001
+    xor dx, dx
+    int 0x13
+    pushf
+    call out_ax
+    pop ax
+    call out_al
+    jmp done
+"""
+    r = run_guest(body)
+    ax, fl, ax2, fl2 = struct.unpack("<HBHB", r.debug[:6])
+    assert ax == 0x0900 and fl & 1
+    assert ax2 == 0x0001 and not fl2 & 1
+
+
 DISK_RW = """
     mov [drive], dl
     mov di, 0x8000          ; fill a sector with a pattern
