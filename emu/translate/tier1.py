@@ -82,6 +82,7 @@ _LOG = bool(os.environ.get("PYEMU_T1_LOG"))
 WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a new one starts on demand)
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
+JIT_MODULES = 256  # libraries one LLJIT links before a fresh one takes over (see `_Jit`)
 _BITS = {1: 8, 2: 16, 4: 32}
 _ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
 
@@ -333,6 +334,55 @@ class _Block:
         self.lines.append(f"  store i{_BITS[size]} {t}, ptr {p}, align 1")
 
 
+class _Jit:
+    """An LLJIT and the libraries it has loaded.
+
+    Every library ORC links leaves its JITDylib (its symbol table) in the LLJIT's session for good,
+    even once its code is unloaded: a few KiB a module, tens of MiB over an hour of a guest that
+    keeps compiling. So an LLJIT links JIT_MODULES libraries, then a fresh one takes over, and the
+    retired one is disposed of with all its dylibs once its last library is unloaded."""
+
+    def __init__(self, llvm):
+        self.lljit = llvm.create_lljit_compiler()
+        self.linked = 0  # libraries linked
+        self.live = 0  # of which not unloaded yet
+        self.retired = False
+
+    def link(self, builder, name: str) -> _Library:
+        tracker = builder.link(self.lljit, name)
+        self.linked += 1
+        self.live += 1
+        return _Library(self, tracker)
+
+    def retire(self) -> None:
+        self.retired = True
+        self._dispose_if_unused()
+
+    def unloaded(self) -> None:
+        self.live -= 1
+        self._dispose_if_unused()
+
+    def _dispose_if_unused(self) -> None:
+        if self.retired and self.live == 0 and not self.lljit.closed:
+            self.lljit.close()
+
+
+class _Library:
+    """One module's compiled code (its ORC resource tracker); `close` unloads it."""
+
+    __slots__ = ("jit", "tracker")
+
+    def __init__(self, jit: _Jit, tracker):
+        self.jit = jit
+        self.tracker = tracker
+
+    def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+            self.jit.unloaded()
+
+
 class CodeGen:
     """Turns queued blocks into one LLVM module, compiles it and links it as one ORC library."""
 
@@ -353,7 +403,8 @@ class CodeGen:
             llvm.set_option("pyemu", option)  # LLVM's own switches (e.g. -fast-isel), for experiments
         self.tm = llvm.Target.from_default_triple().create_target_machine(
             opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), reloc="pic")
-        self.jit = llvm.create_lljit_compiler()
+        self.jit = _Jit(llvm)
+        self._passes = None  # (pass builder, module pass manager), made once: see `build`
 
     # ---------------------------------------------------------------- one block
     def block_ir(self, rows: np.ndarray, row0: int, nrows: int, hflags: int, name: str, tb: int = 0,
@@ -534,20 +585,26 @@ class CodeGen:
         src = "\n".join(decls + [f[2] for f in funcs]) + "\n"
         mod = llvm.parse_assembly(src)
         mod.verify()
-        pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
-        mpm = llvm.create_new_module_pass_manager()
-        for p in os.environ.get("PYEMU_T1_PASSES", ",".join(T1_PASSES)).split(","):
-            getattr(mpm, f"add_{p}_pass")()
+        if self._passes is None:  # one pass manager for every module: a new one a module leaked
+            pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
+            mpm = llvm.create_new_module_pass_manager()  # ~10 KiB a module (a 1-hour soak: +200 MiB)
+            for p in os.environ.get("PYEMU_T1_PASSES", ",".join(T1_PASSES)).split(","):
+                getattr(mpm, f"add_{p}_pass")()
+            self._passes = (pb, mpm)
+        pb, mpm = self._passes
         mpm.run(mod, pb)
         lib = llvm.JITLibraryBuilder().add_object_img(self.tm.emit_object(mod))
         for name, addr in self.rt.items():
             lib.import_symbol(name, addr)
         for _tb, name, _text, _n in funcs:
             lib.export_symbol(name)
-        tracker = lib.link(self.jit, f"m{funcs[0][1]}")
+        if self.jit.linked >= JIT_MODULES:
+            self.jit.retire()
+            self.jit = _Jit(llvm)
+        library = self.jit.link(lib, f"m{funcs[0][1]}")
         for tb, name, _text, n in funcs:
-            result[tb] = (tracker[name], n)
-        return result, tracker
+            result[tb] = (library.tracker[name], n)
+        return result, library
 
 
 # ---------------------------------------------------------------------------- the generators

@@ -89,3 +89,30 @@ def test_compiled_code_is_freed_when_its_blocks_are_gone():
     start(ref, loop(300_000))
     ref.run(10_000_000)
     assert int(core.st[S.EBX]) == int(ref.st[S.EBX])
+
+
+def test_a_retired_lljit_goes_once_its_last_library_is_unloaded(monkeypatch):
+    """ORC keeps a dylib per linked library for the life of its LLJIT, so an LLJIT links
+    JIT_MODULES libraries and then hands over to a fresh one; the old one is disposed of when
+    its code is no longer called, and code compiled on the new one runs as before."""
+    from emu.translate import tier1 as T1
+
+    monkeypatch.setattr(T1, "JIT_MODULES", 1)
+    monkeypatch.setenv("PYEMU_T1_SYNC", "1")  # compile and unload in place, at once
+    ref = CpuCore(ram_bytes=1 << 20, tier1_threshold=0)
+    start(ref, loop(300_000))
+    ref.run(10_000_000)
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.drain()
+    (first, _), = core.tier1.libraries
+    core.flush_blocks()  # its blocks are gone
+    core.run(50_000)  # hot again: compiled into a second library, on a second LLJIT
+    core.tier1.drain()
+    assert [lib.jit for lib, _ in core.tier1.libraries][-1] is not first.jit
+    assert first.jit.retired and not first.jit.lljit.closed  # its library is still loaded
+    core.tier1.sweep()
+    assert first.tracker is None and first.jit.lljit.closed
+    assert core.run(10_000_000) == S.EXIT_HLT
+    assert int(core.st[S.EBX]) == int(ref.st[S.EBX])
