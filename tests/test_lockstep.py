@@ -88,3 +88,21 @@ def test_a_rep_that_ends_its_count_is_one_instruction_in_both():
     assert done == 0x2BF
     regs["ecx"] = 5  # iterations left: unicorn is mid-instruction, as pyemu would be
     assert Lockstep._rep_done(insn, 16, snap, [regs[r] for r in GPR_ORDER], 0x2BC) == 0x2BC
+
+
+def test_the_pages_a_32_bit_instruction_can_write():
+    """In 32-bit mode only these pages are compared: unicorn's writes, memory operands, around ESP/EDI."""
+    import capstone
+
+    from emu.lockstep import GPR_ORDER, Lockstep
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    md.detail = True
+    insn = next(md.disasm(bytes.fromhex("89448b10"), 0x100000))  # mov [ebx+ecx*4+0x10], eax
+    regs = dict(zip(GPR_ORDER, (0, 0x100, 0, 0x2345000, 0x9000, 0, 0, 0x50000), strict=True))
+    gpr = [regs[r] for r in GPR_ORDER]
+    ls = Lockstep.__new__(Lockstep)
+    ls._writes = [(0x777FFE, 4)]  # a write across a page boundary
+    pages = ls._pages({"gpr": gpr}, insn, gpr, gpr)
+    assert {0x2345, 0x777, 0x778, 0x9, 0x8, 0x50, 0x4F} <= pages  # 0x2345410 is page 0x2345
+    assert 0x2346 not in pages and 0x1000 not in pages
