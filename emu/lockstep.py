@@ -203,7 +203,6 @@ class Lockstep:
         X = self._X
         uc = self._uc(bits)
         core, st = self.core, self.core.st
-        mem = core.mem
         self._sync(bits)
         self._writes.clear()
         for rid, v in zip(self._gpr_ids, snap["gpr"], strict=True):

@@ -9,7 +9,6 @@ decompressor (arch/x86/boot/compressed/head_32.S: flat 32-bit, no paging, compar
 from __future__ import annotations
 
 import glob
-import struct
 
 import pytest
 
