@@ -29,6 +29,7 @@ import sys
 import numpy as np
 
 from emu.cpu import state as S
+from emu.mmu.physmap import PM_ROM
 
 EXIT_DIVERGED = 3
 LOW = 0x110000  # what real mode reaches: 1 MiB + 64 KiB (the HMA, with A20 on)
@@ -107,10 +108,9 @@ class Lockstep:
     def _sync(self, bits: int) -> None:
         """Refresh the shadow from pyemu where it is stale, and drop unicorn's translated code when
         memory changed behind its back (a refresh, or the other instance's writes)."""
-        mem = self.core.mem
         if self._stale[16] or (bits == 32 and self._stale[32]):
             n = self._size(bits) if self._stale[32] else min(LOW, self.ram)
-            self._shadow[:n] = mem[:n]
+            self._shadow[:n] = self._view(0, n)
             self._stale[16] = False
             if bits == 32:
                 self._stale[32] = False
@@ -243,7 +243,7 @@ class Lockstep:
         return None
 
     def _compare_memory(self, snap, insn, bits: int, pgpr, ugpr) -> list[str]:
-        umem, pmem = self._shadow, self.core.mem
+        umem = self._shadow
         if bits == 16:
             spans = [(0, self._size(16), "")]
         else:
@@ -256,12 +256,32 @@ class Lockstep:
                 pages = self._pages(snap, insn, pgpr, ugpr)
                 spans = [(p * PAGE, p * PAGE + PAGE, "") for p in sorted(pages) if p * PAGE < self.ram]
         for lo, hi, note in spans:
-            bad = np.flatnonzero(umem[lo:hi] != pmem[lo:hi])
+            pmem = self._view(lo, hi)
+            bad = np.flatnonzero(umem[lo:hi] != pmem)
             if bad.size:
-                a = lo + int(bad[0])
-                return [f"memory at {a:08x} ({bad.size} bytes differ{note}): pyemu={bytes(pmem[a:a + 8]).hex(' ')} "
-                        f"unicorn={bytes(umem[a:a + 8]).hex(' ')}"]
+                a = int(bad[0])
+                return [f"memory at {lo + a:08x} ({bad.size} bytes differ{note}): "
+                        f"pyemu={bytes(pmem[a:a + 8]).hex(' ')} unicorn={bytes(umem[lo + a:lo + a + 8]).hex(' ')}"]
         return []
+
+    def _view(self, lo: int, hi: int) -> np.ndarray:
+        """pyemu's memory at physical [lo, hi) (page-aligned) as the guest reads it. pyemu's host
+        array is not the physical address space: C0000-FFFFF (the BIOS and option ROMs, also as
+        PAM shadow RAM) live in a copy after RAM, where the page map points; those pages are taken
+        from there (an MMIO or open-bus page is left as the array holds it)."""
+        mem, pmap = self.core.mem, self.core.phys.pmap
+        first, last = lo // PAGE, hi // PAGE
+        entries = pmap[first:last]
+        offsets = entries & ~(PAGE - 1)
+        moved = np.flatnonzero((offsets != np.arange(first, last, dtype=np.int64) * PAGE)
+                               & ((entries & (PAGE - 1)) <= PM_ROM))
+        if not moved.size:
+            return mem[lo:hi]
+        out = mem[lo:hi].copy()
+        for i in moved:
+            o = int(offsets[i])
+            out[i * PAGE:(i + 1) * PAGE] = mem[o:o + PAGE]
+        return out
 
     def _pages(self, snap, insn, pgpr, ugpr) -> set[int]:
         """The pages a 32-bit instruction can have written: unicorn's writes, its memory operands,

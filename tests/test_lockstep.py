@@ -106,3 +106,24 @@ def test_the_pages_a_32_bit_instruction_can_write():
     pages = ls._pages({"gpr": gpr}, insn, gpr, gpr)
     assert {0x2345, 0x777, 0x778, 0x9, 0x8, 0x50, 0x4F} <= pages  # 0x2345410 is page 0x2345
     assert 0x2346 not in pages and 0x1000 not in pages
+
+
+def test_unicorn_sees_the_bios_rom_where_the_guest_does():
+    """pyemu keeps C0000-FFFFF after RAM in its host array: the shadow unicorn runs on takes those
+    pages from where the page map points (a Linux decompressor scans F0000 for the ACPI RSDP)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from emu.lockstep import Lockstep
+    from emu.mmu.physmap import PhysMap
+
+    rom = bytes(range(256)) * 256  # 64 KiB: F0000-FFFFF
+    phys = PhysMap(2 << 20, rom)
+    phys.mem[:2 << 20] = 0x5A  # RAM (and the RAM under the ROM)
+    ls = Lockstep.__new__(Lockstep)
+    ls.core = SimpleNamespace(mem=phys.mem, phys=phys)
+    assert bytes(ls._view(0xF0000, 0x100000)) == rom
+    assert np.all(ls._view(0x1000, 0x3000) == 0x5A)
+    low = ls._view(0, 0x110000)
+    assert bytes(low[0xFFFF0:0x100000]) == rom[-16:] and np.all(low[0x100000:] == 0x5A)

@@ -27,7 +27,7 @@ PREFIXES = {0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3}
 
 def boot_linux(seconds: int) -> int:
     return cli.main(["boot", "-kernel", KERNELS[-1], "-append", "console=ttyS0", "-m", "64", "-display", "none",
-                     "-serial", "none", "--lockstep", "unicorn", "--timeout", str(seconds)])
+                     "-serial", "none", "-icount", "shift=0", "--lockstep", "unicorn", "--timeout", str(seconds)])
 
 
 def compared(err: str) -> int:
