@@ -54,7 +54,8 @@ def test_linux_boot_runs_clean_in_lockstep(capsys):
     err = capsys.readouterr().err
     assert "DIVERGED" not in err, err[-5000:]
     assert rc == 124, err[-3000:]  # the timeout
-    assert compared(err) > 100_000, err[-3000:]
+    assert compared(err) > 50_000, err[-3000:]  # about 200,000 on an idle machine
+    assert "lockstep: 00100065 popfd" in err  # it got to the decompressor (the copy logged there)
     print(err.splitlines()[-2])  # pyemu: lockstep: no difference from unicorn in N instructions compared
 
 
