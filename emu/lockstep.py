@@ -250,8 +250,8 @@ class Lockstep:
             self._since_full += 1
             if self._since_full >= FULL_CHECK:
                 self._since_full = 0
-                spans = [(0, self.ram, f" (found by the comparison of all RAM every {FULL_CHECK} instructions:"
-                                       " written by this one or one before it)")]
+                spans = [(0, self.ram, f"; found by the comparison of all RAM every {FULL_CHECK} instructions:"
+                                       " written by this one or one before it")]
             else:
                 pages = self._pages(snap, insn, pgpr, ugpr)
                 spans = [(p * PAGE, p * PAGE + PAGE, "") for p in sorted(pages) if p * PAGE < self.ram]

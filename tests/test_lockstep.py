@@ -127,3 +127,30 @@ def test_unicorn_sees_the_bios_rom_where_the_guest_does():
     assert np.all(ls._view(0x1000, 0x3000) == 0x5A)
     low = ls._view(0, 0x110000)
     assert bytes(low[0xFFFF0:0x100000]) == rom[-16:] and np.all(low[0x100000:] == 0x5A)
+
+
+def test_a_stray_write_is_caught_by_the_full_comparison():
+    """A byte pyemu changed away from the pages compared per instruction turns up in the comparison
+    of all RAM made every FULL_CHECK instructions."""
+    from types import SimpleNamespace
+
+    import capstone
+    import numpy as np
+
+    from emu.lockstep import FULL_CHECK, Lockstep
+    from emu.mmu.physmap import PhysMap
+
+    phys = PhysMap(4 << 20, None)
+    ls = Lockstep.__new__(Lockstep)
+    ls.core = SimpleNamespace(mem=phys.mem, phys=phys)
+    ls.ram, ls._writes, ls._since_full = 4 << 20, [], 0
+    ls._shadow = np.array(ls._view(0, ls.ram))
+    phys.mem[0x345678] = 0x99  # pyemu's stray write
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    md.detail = True
+    insn = next(md.disasm(bytes.fromhex("40"), 0x100000))  # inc eax: writes no memory
+    gpr = [0, 0, 0, 0, 0x9000, 0, 0, 0x2000]
+    assert ls._compare_memory({"gpr": gpr}, insn, 32, gpr, gpr) == []  # not on a page compared
+    ls._since_full = FULL_CHECK - 1
+    (diff,) = ls._compare_memory({"gpr": gpr}, insn, 32, gpr, gpr)
+    assert diff.startswith("memory at 00345678 (1 bytes differ; found by the comparison of all RAM"), diff
