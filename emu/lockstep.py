@@ -79,6 +79,7 @@ class Lockstep:
         self._ucs: dict[int, object] = {}
         self._snap = None
         self._key = None
+        self._left = None  # (ICOUNT, EIP, CS, ESP) as the last instruction left them
         self.compared = 0
         self.copied = 0
         self.diverged = False
@@ -145,6 +146,11 @@ class Lockstep:
         if key == self._key:
             return  # an instruction resumed after an I/O exit: keep the state before it
         self._key = key
+        if self._left is not None and self._left != (*key, int(st[S.ESP])):
+            # Changed since the last instruction (the main loop delivered an interrupt: pushed to the
+            # stack, new CS:EIP): unicorn's memory is refreshed before the next compare.
+            self._stale[16] = self._stale[32] = True
+        self._left = None
         base = int(st[S.seg_slot(S.CS, S.SEG_BASE)]) & 0xFFFFFFFF
         pc = (base + int(st[S.EIP])) & 0xFFFFFFFF
         self._snap = {
@@ -163,6 +169,7 @@ class Lockstep:
         if snap is None or self.diverged or int(st[S.ICOUNT]) == snap["icount"]:
             return  # nothing retired (an I/O exit before the instruction completes)
         self._key = None
+        self._left = (int(st[S.ICOUNT]), int(st[S.EIP]), int(st[S.seg_slot(S.CS, S.SEG_SEL)]), int(st[S.ESP]))
         mode = snap["mode"]
         insn = None
         if mode is not None and snap["code"]:

@@ -154,3 +154,36 @@ def test_a_stray_write_is_caught_by_the_full_comparison():
     ls._since_full = FULL_CHECK - 1
     (diff,) = ls._compare_memory({"gpr": gpr}, insn, 32, gpr, gpr)
     assert diff.startswith("memory at 00345678 (1 bytes differ; found by the comparison of all RAM"), diff
+
+
+def test_an_interrupt_delivered_between_instructions_is_not_a_difference():
+    """The main loop delivers an interrupt between two instructions (it pushes FLAGS, CS and IP):
+    unicorn's memory is refreshed before the handler's first instruction is compared."""
+    import io
+    from types import SimpleNamespace
+
+    from emu.lockstep import Lockstep
+
+    core = CpuCore(ram_bytes=2 << 20)
+    for seg in (S.CS, S.DS, S.ES, S.SS, S.FS, S.GS):
+        core.set_seg_real(seg, 0)
+    core.write_phys(0x7C00, bytes.fromhex("9090"))  # nop; nop
+    core.write_phys(0x8000, bytes.fromhex("40"))  # the handler: inc ax
+    core.write_phys(0x20 * 4, bytes.fromhex("00800000"))  # IVT[0x20] = 0000:8000
+    core.st[S.EIP], core.st[S.ESP] = 0x7C00, 0x7000
+    core.set_flags(0x202)
+    machine = SimpleNamespace(core=core, exit_status=None)
+    out = io.StringIO()
+    ls = Lockstep(machine, out=out)
+
+    def step():
+        ls.before()
+        reason = core.run(1)
+        ls.after(reason)
+
+    step()
+    core.deliver_interrupt(0x20)
+    assert core.read_phys(0x6FFA, 6) == bytes.fromhex("017c 0000 0202")  # IP, CS, FLAGS pushed
+    step()
+    assert not ls.diverged, out.getvalue()
+    assert ls.compared == 2 and int(core.st[S.EAX]) & 0xFFFF == 1
