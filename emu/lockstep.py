@@ -150,7 +150,6 @@ class Lockstep:
             # Changed since the last instruction (the main loop delivered an interrupt: pushed to the
             # stack, new CS:EIP): unicorn's memory is refreshed before the next compare.
             self._stale[16] = self._stale[32] = True
-        self._left = None
         base = int(st[S.seg_slot(S.CS, S.SEG_BASE)]) & 0xFFFFFFFF
         pc = (base + int(st[S.EIP])) & 0xFFFFFFFF
         self._snap = {
@@ -162,6 +161,14 @@ class Lockstep:
         from emu.qemulog import cpu_dump
 
         self._snap["dump"] = cpu_dump(self.core)
+        mode, insn = self._snap["mode"], None
+        if mode is not None and self._snap["code"]:
+            insn = next(self._cs[mode].disasm(self._snap["code"], pc, 1), None)
+        self._snap["insn"] = insn
+        if insn is not None and insn.mnemonic.split()[-1] not in NOT_MODELLED:
+            # Before pyemu runs it: unicorn must start from the memory pyemu starts from (refreshed
+            # after pyemu ran, a read-modify-write such as `inc [esp]` would be done twice).
+            self._sync(mode)
 
     def after(self, reason: int) -> None:
         st = self.core.st
@@ -170,10 +177,7 @@ class Lockstep:
             return  # nothing retired (an I/O exit before the instruction completes)
         self._key = None
         self._left = (int(st[S.ICOUNT]), int(st[S.EIP]), int(st[S.seg_slot(S.CS, S.SEG_SEL)]), int(st[S.ESP]))
-        mode = snap["mode"]
-        insn = None
-        if mode is not None and snap["code"]:
-            insn = next(self._cs[mode].disasm(snap["code"], snap["pc"], 1), None)
+        mode, insn = snap["mode"], snap["insn"]
         why = self._unmodelled(snap, insn, int(st[S.ICOUNT]) - snap["icount"])
         if why is None:
             why = self._compare(snap, insn, mode)
@@ -210,7 +214,8 @@ class Lockstep:
         X = self._X
         uc = self._uc(bits)
         core, st = self.core, self.core.st
-        self._sync(bits)
+        if self._stale[16] or (bits == 32 and self._stale[32]):
+            return "unicorn's memory was not refreshed before it (not expected)"
         self._writes.clear()
         for rid, v in zip(self._gpr_ids, snap["gpr"], strict=True):
             uc.reg_write(rid, v)

@@ -187,3 +187,28 @@ def test_an_interrupt_delivered_between_instructions_is_not_a_difference():
     step()
     assert not ls.diverged, out.getvalue()
     assert ls.compared == 2 and int(core.st[S.EAX]) & 0xFFFF == 1
+
+
+def test_a_read_modify_write_after_a_copied_instruction_is_compared_from_the_same_memory():
+    """After a copied instruction unicorn's memory is refreshed before pyemu runs the next one, not
+    after: refreshed after, `inc word [0x500]` would be done twice in unicorn."""
+    import io
+    from types import SimpleNamespace
+
+    from emu.lockstep import Lockstep
+
+    core = CpuCore(ram_bytes=2 << 20)
+    for seg in (S.CS, S.DS, S.ES, S.SS, S.FS, S.GS):
+        core.set_seg_real(seg, 0)
+    core.write_phys(0x7C00, bytes.fromhex("e680 ff060005"))  # out 0x80, al; inc word [0x500]
+    core.write_phys(0x500, bytes.fromhex("3412"))
+    core.st[S.EIP], core.st[S.ESP] = 0x7C00, 0x7000
+    out = io.StringIO()
+    ls = Lockstep(SimpleNamespace(core=core, exit_status=None), out=out)
+    for _ in range(2):
+        ls.before()
+        reason = core.run(1)
+        ls.after(reason)
+    assert core.read_phys(0x500, 2) == bytes.fromhex("3512")
+    assert not ls.diverged, out.getvalue()
+    assert (ls.copied, ls.compared) == (1, 1), out.getvalue()
