@@ -7,13 +7,15 @@ runs the same one instruction, and the GPRs, EIP, the flags that instruction def
 compared. At the first difference both states and the instruction are printed and the machine stops
 (exit status EXIT_DIVERGED).
 
-Memory: both unicorn instances (16- and 32-bit) run on one shadow copy of pyemu's RAM, refreshed from
-pyemu after an instruction was copied instead of compared (the real-mode instance maps and refreshes
-only the low LOW bytes). In real mode all of that low memory is compared after every instruction. In
-32-bit mode RAM is too large for that (tens of MiB), so only the pages an instruction can have written
-are compared: those unicorn wrote to, those its memory operands address, and those around ESP and EDI
-(before, and after in either emulator); a write pyemu made anywhere else is caught by a comparison of
-all RAM every FULL_CHECK compared instructions, reported at the instruction that comparison ran after.
+Memory: both unicorn instances (16- and 32-bit) run on one shadow copy of pyemu's RAM as the guest
+sees it. It is refreshed from pyemu, before pyemu runs the next instruction to compare, after one was
+copied instead of compared or when the state changed between two instructions (the main loop delivered
+an interrupt); the real-mode instance maps and refreshes only the low LOW bytes. In real mode all of
+that low memory is compared after every instruction. In 32-bit mode RAM is too large for that (tens of
+MiB), so only the pages an instruction can have written are compared: those unicorn wrote to, those
+its memory operands address, and those around ESP and EDI (before, and after in either emulator); a
+write pyemu made anywhere else is caught by a comparison of all RAM every FULL_CHECK compared
+instructions, reported at the instruction that comparison ran after.
 
 Modelled: real mode (unicorn's 16-bit mode, segment base = selector * 16) and flat 32-bit protected
 mode without paging (every base 0). What unicorn cannot run the way a PC does (port I/O, INT/IRET,
