@@ -512,12 +512,12 @@ def _boot(args, signals: _StopSignals) -> int:
             log_mask = parse_items(",".join(x for x in args.log_items.split(",") if x.strip() != "nochain"))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if args.opt_D:
-            try:
-                log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
-            except OSError as exc:
-                raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
-            to_close.append(log_out)
+    if args.opt_D:  # (also for the monitor's `log`)
+        try:
+            log_out = open(args.opt_D, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
+        except OSError as exc:
+            raise UsageError(f"-D {args.opt_D}: {exc.strerror or exc}") from None
+        to_close.append(log_out)
     loadvm = None
     if args.opt_loadvm:
         from emu import snapshot
@@ -547,6 +547,7 @@ def _boot(args, signals: _StopSignals) -> int:
             log_mask &= ~(S.LOG_EXEC | S.LOG_CPU)
         trace = TraceLog(machine.core, log_mask, log_out)
     loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
+    loop.log_out = log_out
     if args.log_items:
         loop.insn_hook = insn_hook
     if args.opt_loadvm:

@@ -38,6 +38,7 @@ class MainLoop:
                  trace=None):
         self.m = machine
         self.trace = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
+        self.log_out = None  # the -D file (the monitor's `log` writes there, else to stderr)
         self.insn_hook = None  # -one-insn-per-tb: runs one instruction per core.run, hook.before() first
         self.frontend = frontend
         self.timeout = timeout
@@ -290,6 +291,7 @@ class MainLoop:
                 self.pause("prelaunch", event=False)
             ctl.start()
         while True:
+            gdb, trace = self.gdb, self.trace  # (the monitor's `gdbserver` and `log` change them)
             if self.pause_reason is not None:
                 self._serve_paused()
                 last_ic = int(st[S.ICOUNT])

@@ -36,6 +36,7 @@ POLL_PERIOD_S = 0.01
 HELP = """\
 cont|c -- resume emulation
 delvm tag -- delete a VM snapshot
+gdbserver [device] -- start gdbserver on the given device (default 'tcp::1234'), stop with 'none'
 help|? [cmd] -- show the help
 info status -- show the current VM status (running|paused)
 info registers -- show the cpu registers
@@ -50,6 +51,7 @@ info snapshots -- show the currently saved VM snapshots
 info cpus -- show infos for each CPU
 info version -- show the version of pyemu
 loadvm tag -- restore a VM snapshot from its tag
+log item1[,...] -- activate logging of the specified items (in_asm,exec,cpu,int,unimp; 'none': off)
 q|quit -- quit the emulator
 savevm [tag] -- save a VM snapshot (without a tag: vm-DATE)
 screendump filename [-f format] -- save the screen: .txt (text), .png or .ppm (image)
@@ -133,6 +135,10 @@ class Hmp:
             return self.screendump(rest)
         if word in ("savevm", "loadvm", "delvm"):
             return self.snapshot_command(word, rest)
+        if word == "gdbserver":
+            return self.gdbserver(rest)
+        if word == "log":
+            return self.log(rest)
         raise MonitorError(f"unknown command: '{word}'")
 
     def help(self, rest: str) -> str:
@@ -451,6 +457,49 @@ class Hmp:
         return ev(tree) & 0xFFFF_FFFF
 
     # -- devices -------------------------------------------------------------------------------------
+    def gdbserver(self, rest: str) -> str:
+        """Start a gdb stub while the guest runs (as -gdb would have), or stop it with 'none'."""
+        from emu.gdbstub import GdbSpecError, GdbStub, Listener
+
+        loop, spec = self.loop, rest or "tcp::1234"
+        if spec == "none":
+            if loop.gdb is None:
+                return "No gdbserver to disable\n"
+            loop.gdb.finish(0)
+            loop.gdb = None
+            return "Disabled gdbserver\n"
+        if loop.gdb is not None:
+            raise MonitorError(f"gdbserver already running on '{loop.gdb.listener.spec}'")
+        try:
+            listener = Listener(spec)
+        except GdbSpecError as exc:
+            raise MonitorError(f"Could not open gdbserver on device '{spec}': {exc}") from None
+        loop.gdb = GdbStub(self.m, listener, loop=loop)
+        listener.listen()
+        return f"Waiting for gdb connection on device '{spec}'\n"
+
+    def log(self, rest: str) -> str:
+        """Switch -d's log items at run time; the log goes to the -D file, else to stderr."""
+        from emu.cpu.tracelog import TraceLog, parse_items
+
+        if not rest:
+            raise MonitorError("log: needs items (in_asm,exec,cpu,int,unimp or none)")
+        items = ",".join(x for x in rest.split(",") if x.strip() != "nochain")
+        if items.strip() == "none":
+            mask = 0
+        else:
+            try:
+                mask = parse_items(items)
+            except ValueError:
+                raise MonitorError(f"Invalid parameter '{rest}'") from None
+        loop = self.loop
+        if loop.trace is None:
+            if not mask:
+                return ""
+            loop.trace = TraceLog(self.m.core, mask, loop.log_out or sys.stderr)
+        self.m.st[S.LOG_MASK] = mask
+        return ""
+
     def sendkey(self, rest: str) -> str:
         from emu import hostkeys
 

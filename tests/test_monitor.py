@@ -392,3 +392,69 @@ def test_icount_idle_time_still_follows_the_host_clock_with_a_monitor(tmp_path):
         proc.kill()
     assert status == 1  # isa-debug-exit with 0
     assert 0.85 < waited < 3.0, waited  # 18 ticks of 54.9 ms: 0.99 s (0.7 s when the clock ran ahead)
+
+
+@needs_nasm
+def test_log_switches_the_d_items_while_the_guest_runs(tmp_path):
+    """QEMU's `log int` / `log none`: the -D file gets the interrupts (the BIOS timer's v=08 lines)
+    only while the item is on."""
+    log = tmp_path / "d.log"
+    proc = start(tmp_path, HELLO_SPIN, "-monitor", "stdio", "-D", str(log), stdin=subprocess.PIPE)
+    try:
+        mon = pipe_session(proc)
+        wait_for(lambda: b"hello" in (tmp_path / "com1.txt").read_bytes(), what="the guest's COM1 output")
+        assert log.read_text() == ""
+        assert mon.cmd("log int") == ""
+        wait_for(lambda: "v=08" in log.read_text(), what="timer interrupts in the log")
+        assert mon.cmd("log none") == ""
+        time.sleep(0.3)  # (a few exits: what the ring still held is written)
+        size = len(log.read_text())
+        time.sleep(0.5)  # the BIOS timer ticks about 9 times more
+        assert len(log.read_text()) == size
+        assert mon.cmd("log bogus").startswith("Invalid parameter 'bogus'")
+        proc.stdin.write(b"quit\n")
+        proc.stdin.flush()
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 0
+
+
+@needs_nasm
+def test_gdbserver_starts_a_gdb_stub_on_a_running_guest_and_none_stops_it(tmp_path):
+    """`gdbserver tcp::PORT` while the guest runs: a gdb that attaches there stops the guest (as
+    QEMU's: `?` answers T05) and reads its registers (EIP in the boot sector's loop); after gdb
+    continues and leaves, `gdbserver none` closes the stub and the guest runs on."""
+    port = free_port()
+    proc = start(tmp_path, HELLO_SPIN, "-monitor", "stdio", stdin=subprocess.PIPE)
+    try:
+        mon = pipe_session(proc)
+        wait_for(lambda: b"hello" in (tmp_path / "com1.txt").read_bytes(), what="the guest's COM1 output")
+        assert mon.cmd(f"gdbserver tcp::{port}") == f"Waiting for gdb connection on device 'tcp::{port}'\n"
+        assert mon.cmd(f"gdbserver tcp::{port}").startswith("gdbserver already running")
+        sock = connect(socket.AF_INET, ("127.0.0.1", port))
+        sock.settimeout(STEP_TIMEOUT)
+
+        def packet(data: bytes) -> bytes:
+            sock.sendall(b"$" + data + b"#" + f"{sum(data) & 0xFF:02x}".encode())
+            reply = b""
+            while b"#" not in reply:
+                reply += sock.recv(4096)
+            sock.sendall(b"+")
+            return reply.lstrip(b"+")[1:reply.lstrip(b"+").index(b"#")]
+
+        assert packet(b"?").startswith(b"T05")
+        regs = packet(b"g")
+        eip = int.from_bytes(bytes.fromhex(regs[8 * 8:9 * 8].decode()), "little")
+        assert 0x7C00 < eip < 0x7E00
+        sock.sendall(b"$c#63")
+        sock.close()
+        assert mon.cmd("gdbserver none") == "Disabled gdbserver\n"
+        assert mon.cmd("gdbserver none") == "No gdbserver to disable\n"
+        assert mon.cmd("info status").strip() == "VM status: running"
+        proc.stdin.write(b"quit\n")
+        proc.stdin.flush()
+        status, _ = finish(proc)
+    finally:
+        proc.kill()
+    assert status == 0
