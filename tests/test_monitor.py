@@ -94,6 +94,13 @@ def finish(proc: subprocess.Popen, timeout: float = STEP_TIMEOUT) -> tuple[int, 
     return proc.returncode, err
 
 
+def quit_stdio(proc: subprocess.Popen) -> int:
+    """`quit` on a -monitor stdio; pyemu's exit status."""
+    proc.stdin.write(b"quit\n")
+    proc.stdin.flush()
+    return finish(proc)[0]
+
+
 def wait_for(pred, timeout: float = STEP_TIMEOUT, what: str = "") -> None:
     end = time.monotonic() + timeout
     while not pred():
@@ -231,9 +238,7 @@ def test_stdio_monitor_S_cont_stop_registers_quit(tmp_path):
         assert regs["EIP"] in (spin, spin + 2)
         assert mon.cmd(f"x/2i {spin:#x}") == f"0x{spin:08x}:  inc ecx\n0x{spin + 2:08x}:  jmp 0x{spin:x}\n"
         assert mon.cmd("x/1i $pc").startswith(f"0x{regs['EIP']:08x}:  ")
-        proc.stdin.write(b"quit\n")
-        proc.stdin.flush()
-        status, _ = finish(proc)
+        status = quit_stdio(proc)
     finally:
         proc.kill()
     assert status == 0
@@ -412,9 +417,7 @@ def test_log_switches_the_d_items_while_the_guest_runs(tmp_path):
         time.sleep(0.5)  # the BIOS timer ticks about 9 times more
         assert len(log.read_text()) == size
         assert mon.cmd("log bogus").startswith("Invalid parameter 'bogus'")
-        proc.stdin.write(b"quit\n")
-        proc.stdin.flush()
-        status, _ = finish(proc)
+        status = quit_stdio(proc)
     finally:
         proc.kill()
     assert status == 0
@@ -452,9 +455,7 @@ def test_gdbserver_starts_a_gdb_stub_on_a_running_guest_and_none_stops_it(tmp_pa
         assert mon.cmd("gdbserver none") == "Disabled gdbserver\n"
         assert mon.cmd("gdbserver none") == "No gdbserver to disable\n"
         assert mon.cmd("info status").strip() == "VM status: running"
-        proc.stdin.write(b"quit\n")
-        proc.stdin.flush()
-        status, _ = finish(proc)
+        status = quit_stdio(proc)
     finally:
         proc.kill()
     assert status == 0
