@@ -119,6 +119,49 @@ class Machine:
         the 16-bit ax..di."""
         return self._control.hmp._registers()
 
+    def set_registers(self, **values: int) -> None:
+        """Write eax..edi, eip and eflags (by those names), as gdb's `set $eax = ...` does; the
+        guest sees them when it next runs."""
+        from emu.cpu import state as S
+
+        core, gprs = self.pc.core, ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+        for name, value in values.items():
+            if name in gprs:
+                core.st[S.EAX + gprs.index(name)] = value & 0xFFFF_FFFF
+            elif name == "eip":
+                core.st[S.EIP] = value & 0xFFFF_FFFF
+            elif name == "eflags":
+                core.set_flags(value & 0xFFFF_FFFF)
+            else:
+                raise ValueError(f"set_registers: no register {name!r} (eax..edi, eip, eflags)")
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def on_port(self, read=None, write=None) -> None:
+        """Hook port I/O. `read(port, size, value) -> value` sees each IN after the device answered
+        and may change what the guest gets; `write(port, size, value) -> bool` sees each OUT
+        before the device does, and a True return keeps it from the device."""
+        bus = self.pc.bus
+        if read is not None:
+            device_read = bus.read
+            bus.read = lambda port, size: read(port, size, device_read(port, size))
+        if write is not None:
+            device_write = bus.write
+
+            def hooked_write(port: int, size: int, value: int) -> None:
+                if not write(port, size, value):
+                    device_write(port, size, value)
+            bus.write = hooked_write
+
+    def on_interrupt(self, hook) -> None:
+        """Hook hardware interrupts: `hook(vector)` runs as each one is delivered to the CPU."""
+        core = self.pc.core
+        deliver = core.deliver_interrupt
+
+        def hooked(vector: int) -> None:
+            hook(vector)
+            deliver(vector)
+        core.deliver_interrupt = hooked
+
     def read(self, addr: int, length: int, physical: bool = False) -> bytes:
         """Guest memory: linear addresses through the page tables (a short result where a page is
         not present), or physical ones."""

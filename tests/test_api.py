@@ -73,3 +73,35 @@ def test_typed_keys_reach_the_guest(floppy):
         assert pc.run(seconds=60) == "halted"
         with pytest.raises(Exception, match="unknown key"):
             pc.sendkey("frob")
+
+
+def test_registers_can_be_written_and_port_io_and_interrupts_hooked(floppy):
+    """set_registers changes what the guest computes with; a port-read hook changes what IN
+    returns, a port-write hook sees every OUT and may keep one from the device; an interrupt
+    hook sees the BIOS timer's vector 8."""
+    with emu.Machine(floppy(SPIN), ram_mb=8) as pc:
+        vectors = []
+        pc.on_interrupt(vectors.append)
+        pc.run(instructions=1_000_000)
+        pc.set_registers(ecx=5)
+        pc.run(instructions=2)  # inc ecx; jmp spin (in one order or the other)
+        assert pc.registers()["ecx"] == 6
+        pc.run(seconds=0.3)
+        assert 8 in vectors  # IRQ 0 at the BIOS's vector base
+        with pytest.raises(ValueError):
+            pc.set_registers(cr0=1)
+    body = "mov dx, 0x3f8\nmov al, 'a'\nout dx, al\nin al, 0x80\nout dx, al\njmp done\n"
+    with emu.Machine(fda=floppy(body), ram_mb=8) as pc:
+        outs = []
+
+        def on_read(port, size, value):
+            return ord("z") if port == 0x80 else value
+
+        def on_write(port, size, value):
+            outs.append((port, size, value))
+            return port == 0x3F8 and value == ord("a")  # keep the 'a' from the UART
+
+        pc.on_port(read=on_read, write=on_write)
+        assert pc.run(seconds=60) == "halted"
+        assert pc.serial_output == b"z"
+        assert (0x3F8, 1, ord("a")) in outs and (0x3F8, 1, ord("z")) in outs
