@@ -690,19 +690,8 @@ def _stdin_usable() -> bool:
         return False
 
 
-def _skip_blas_probe() -> None:
-    """Start-up: when numba loads the cached engine it initialises its typing registries, and one of
-    them (numba.np.arraymath) probes for scipy's BLAS to offer np.dot and np.linalg, which the
-    engine never uses: importing scipy.linalg is ~0.2 s of a ~1 s start. In pyemu's own process
-    nothing else wants scipy, so the probe is made to fail at once (numba then just leaves those
-    functions out). Library users (`emu.Machine`) are not affected: this runs only in the CLI."""
-    if "scipy" not in sys.modules:
-        sys.modules.setdefault("scipy.linalg.cython_blas", None)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _skip_blas_probe()
     if argv[:1] == ["img"]:  # its own parser (emu/imgtool.py): qemu-img's option order
         from emu.imgtool import main as img_main
 

@@ -180,9 +180,10 @@ def run_once(core, p: dict, budget: int = BUDGET) -> tuple:
     return snapshot(core, reason, int(st[S.ICOUNT]) - start, exits)
 
 
-def ram_digest(ram: np.ndarray) -> str:
-    """CRC-32 and Adler-32 of the guest RAM, read in place: 64 bits against a chance collision
-    between two tiers' RAM, at half the cost of a BLAKE2 of a copy (three per program)."""
+def ram_digest(ram) -> str:
+    """CRC-32 and Adler-32 of guest RAM (any buffer: a numpy array, unicorn's bytearray), read in
+    place: 64 bits against a chance collision between two runs' RAM, at half the cost of a BLAKE2
+    of a copy (three per program)."""
     view = memoryview(ram)
     return f"{zlib.crc32(view):08x}{zlib.adler32(view):08x}"
 

@@ -48,7 +48,7 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
         return None  # unicorn could not run it (an exception pyemu did not take is not judged here)
     got = tuple(uc.reg_read(rid) & 0xFFFF_FFFF for rid in ids)
     eip = uc.reg_read(X.UC_X86_REG_EIP)
-    ram = R.ram_digest(np.frombuffer(bytes(uc.mem_read(0, G.RAM)), dtype=np.uint8))
+    ram = R.ram_digest(uc.mem_read(0, G.RAM))
     want = s["gprs"]
     if got != want or eip != at + len(code) or ram != s["ram"]:
         detail = {"gprs": [list(want), list(got)]} if got != want else {}

@@ -554,8 +554,8 @@ class CodeGen:
     # ---------------------------------------------------------------- a batch
     def compile(self, blocks) -> tuple[dict[int, tuple[int, int]], object]:
         """Compile `blocks` [(tb, row0, nrows, hflags, phys, rows)] as one module: ({tb: (address,
-        rows)}, the library's tracker that owns the code, or None). A block with no compilable prefix
-        maps to (0, 0)."""
+        rows)}, the `_Library` that owns the code, or None). A block with no compilable prefix maps
+        to (0, 0)."""
         return self.build(self.generate(blocks))
 
     def generate(self, blocks) -> list[tuple[int, str, str, int]]:
@@ -1015,7 +1015,6 @@ class Tier1:
     def __init__(self, blocks: B.BlockCache, stats: np.ndarray, background: bool = True):
         self.blocks = blocks
         self.stats = stats
-        import os
         self.background = background and not os.environ.get("PYEMU_T1_SYNC")
         self.gen: CodeGen | None = None
         self._jobs: list = []  # batches waiting for the worker
@@ -1025,9 +1024,9 @@ class Tier1:
         self._busy = False  # the worker is compiling a batch
         self._stopping = False
         # compiled code is unloaded with its library once no record calls any of its functions
-        self.libraries: list[tuple[object, list[tuple[int, int]]]] = []  # (tracker, [(tb, address)])
+        self.libraries: list[tuple[_Library, list[tuple[int, int]]]] = []  # (library, [(tb, address)])
         self._sweep_at = LIBRARY_SWEEP_MIN
-        self._unload: list = []  # trackers the worker closes before its next compile
+        self._unload: list[_Library] = []  # libraries the worker unloads before its next compile
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
