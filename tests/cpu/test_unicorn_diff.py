@@ -681,12 +681,28 @@ def test_random_programs_compiled(bits, data):
     check_program(data, bits, tier=1)
 
 
-def test_compiled_tier_runs_the_programs():
-    """The compiled-tier test is not vacuous: a plain ALU program runs inside tier-1 code."""
-    code = assemble("mov eax, 5\nadd eax, ebx\nimul ecx, eax, 7\nxor edx, ecx\ndec eax\n", bits=32, org=CODE)
+def hlt_image(src: str):
+    """A 32-bit system image with `src` assembled at CODE and a HLT after it."""
+    code = assemble(src, bits=32, org=CODE)
     img = system_image(32)
     img[CODE:CODE + len(code)] = code
     img[CODE + len(code)] = 0xF4
+    return img
+
+
+def both_tiers(img, regs: dict, state) -> tuple[list, object]:
+    """Run `img` in the interpreter and compiled (threshold 2): [state(core, reason)] of the two
+    runs, and the compiled run's core."""
+    states = []
+    for tier in (0, 1):
+        core, reason = pyemu_run(32, img, regs, 2, tier)
+        states.append(state(core, reason))
+    return states, core
+
+
+def test_compiled_tier_runs_the_programs():
+    """The compiled-tier test is not vacuous: a plain ALU program runs inside tier-1 code."""
+    img = hlt_image("mov eax, 5\nadd eax, ebx\nimul ecx, eax, 7\nxor edx, ecx\ndec eax\n")
     regs = dict.fromkeys(GPRS, 1) | {"esp": ESP32}
     core, reason = pyemu_run(32, img, regs, 2, tier=1)
     assert reason == S.EXIT_HLT
@@ -734,16 +750,10 @@ def test_compiled_calls_and_indirect_jumps_match_the_interpreter():
         ret 0
     done:
     """
-    code = assemble(src, bits=32, org=CODE)
-    img = system_image(32)
-    img[CODE:CODE + len(code)] = code
-    img[CODE + len(code)] = 0xF4
     regs = dict.fromkeys(GPRS, 0) | {"esp": ESP32, "ebx": 7}
-    states = []
-    for tier in (0, 1):
-        core, reason = pyemu_run(32, img, regs, 2, tier)
-        assert reason == S.EXIT_HLT
-        states.append(([int(core.st[i]) for i in range(9)], core.mem[:DATA_END].tobytes()))
+    states, core = both_tiers(hlt_image(src), regs, lambda core, reason: (
+        reason, [int(core.st[i]) for i in range(9)], core.mem[:DATA_END].tobytes()))
+    assert all(state[0] == S.EXIT_HLT for state in states)
     assert core.ran_compiled > 100
     assert states[0] == states[1]
 
@@ -770,15 +780,8 @@ def test_compiled_mul_div_and_push_memory_match_the_interpreter(divisor):
     skip:
         mov eax, 5 ; xor edx, edx ; div edi
     """
-    code = assemble(src, bits=32, org=CODE)
-    img = system_image(32)
-    img[CODE:CODE + len(code)] = code
-    img[CODE + len(code)] = 0xF4
     regs = dict.fromkeys(GPRS, 0) | {"esp": ESP32, "ebx": 3}
-    states = []
-    for tier in (0, 1):
-        core, reason = pyemu_run(32, img, regs, 2, tier)
-        states.append((reason, [int(core.st[i]) for i in range(9)], core.get_flags() & 0x8D5,
-                       core.mem[:DATA_END].tobytes()))
+    states, core = both_tiers(hlt_image(src), regs, lambda core, reason: (
+        reason, [int(core.st[i]) for i in range(9)], core.get_flags() & 0x8D5, core.mem[:DATA_END].tobytes()))
     assert core.ran_compiled > 100
     assert states[0] == states[1]
