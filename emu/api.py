@@ -15,11 +15,15 @@
 `run()` runs the same main loop as `pyemu boot` (emu/mainloop.py), on the calling thread, and returns
 one of: "limit" (the instructions or seconds asked for have run; call run() again to go on),
 "halted" (HLT with interrupts off: stopped for good), "exit" (isa-debug-exit: see `exit_status`),
-"reset" (a guest reset with no_reboot=True). The virtual clock follows the instructions by default
-(`icount=True`, QEMU's `-icount sleep=off`: while the guest idles in HLT its clock jumps to the next
-timer), so a run of N instructions is repeatable and an idle guest costs no waiting; with
-icount=False guest time follows the host clock, also between two runs. Only retired instructions
-count towards `instructions`: a guest that idles until a key comes retires few, so give `seconds`.
+"reset" (a guest reset with no_reboot=True), "hook" (an address hook asked to stop). The virtual
+clock follows the instructions by default (`icount=True`, QEMU's `-icount sleep=off`: while the
+guest idles in HLT its clock jumps to the next timer), so a run of N instructions is repeatable and
+an idle guest costs no waiting; with icount=False guest time follows the host clock, also between
+two runs. Only retired instructions count towards `instructions`: a guest that idles until a key
+comes retires few, so give `seconds`.
+
+Hooks: `on_port`, `on_mmio`, `on_interrupt`, `on_address` (before the instruction at a linear
+address) and `on_translate` (each block of guest code translated).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class Machine:
     def run(self, instructions: int | None = None, seconds: float | None = None) -> str:
         """Run until `instructions` more have retired or `seconds` of host time have passed (both:
         whichever comes first; neither: until the guest halts or exits)."""
-        from emu.mainloop import EXIT_TIMEOUT, LIMIT_REACHED
+        from emu.mainloop import EXIT_TIMEOUT, HOOK_STOP, LIMIT_REACHED
 
         if self._closed:
             raise RuntimeError("the machine is closed")
@@ -88,6 +92,8 @@ class Machine:
         loop.run_limit = None
         if status in (LIMIT_REACHED, EXIT_TIMEOUT):
             return "limit"
+        if status == HOOK_STOP:
+            return "hook"
         if pc.exit_status is not None:
             return "exit"
         if loop.halted_message:
@@ -161,6 +167,70 @@ class Machine:
             hook(vector)
             deliver(vector)
         core.deliver_interrupt = hooked
+
+    def on_mmio(self, read=None, write=None) -> None:
+        """Hook device memory (MMIO: the VGA window, the APIC, PCI BARs, and unbacked addresses).
+        `read(addr, size, value) -> value` sees each guest read after the device answered (open
+        bus reads as all ones) and may change it; `write(addr, size, value) -> bool` sees each
+        write before the device does, and a True return keeps it from the device. Addresses are
+        physical; RAM and ROM accesses never reach these hooks (they stay in compiled code)."""
+        phys = self.pc.core.phys
+        if read is not None:
+            device_read = phys.mmio_read
+            phys.mmio_read = lambda addr, size: read(addr, size, device_read(addr, size))
+        if write is not None:
+            device_write = phys.mmio_write
+
+            def hooked_write(addr: int, size: int, value: int) -> None:
+                if not write(addr, size, value):
+                    device_write(addr, size, value)
+            phys.mmio_write = hooked_write
+
+    def on_address(self, address: int, hook) -> None:
+        """Call `hook(address)` before the instruction at linear `address` (CS.base + EIP) runs,
+        each time it runs. The hook may read and change registers and memory; a True return ends
+        `run()` with "hook" before the instruction (the next run() executes it). While any address
+        is hooked the guest runs without tier 1 and leaves compiled code before each block (about
+        ten times slower); `remove_address_hook` ends that (emu/hooks.py)."""
+        from emu.cpu import state as S
+        from emu.hooks import AddressWatch
+
+        loop = self._loop
+        if loop.watch is None:
+            loop.watch = AddressWatch(self.pc)
+        loop.watch.add(address, lambda: hook(address))
+        loop.hook_log_bits |= S.LOG_CPU
+
+    def remove_address_hook(self, address: int) -> None:
+        """Drop every hook of `address`."""
+        from emu.cpu import state as S
+
+        loop = self._loop
+        if loop.watch is None:
+            return
+        loop.watch.remove(address)
+        if not loop.watch.hooks:
+            loop.watch = None
+            loop.hook_log_bits &= ~S.LOG_CPU
+            trace_mask = loop.trace.mask if loop.trace is not None else 0
+            st = self.pc.st
+            st[S.LOG_MASK] = (int(st[S.LOG_MASK]) & ~S.LOG_CPU) | (trace_mask & S.LOG_CPU)
+            if not trace_mask & S.LOG_CPU:
+                st[S.LOG_ACK] = 0
+
+    def on_translate(self, hook) -> None:
+        """Call `hook(eip, phys, size, insns)` for each block of guest code translated: its first
+        EIP, the physical address of its first byte, its length in bytes and in instructions. The
+        call comes at the loop's next exit from compiled code (within one timer slice), so the
+        block may already have run (emu/hooks.py)."""
+        from emu.cpu import state as S
+        from emu.hooks import TranslationHook
+
+        loop = self._loop
+        if loop.tb_hook is None:
+            loop.tb_hook = TranslationHook(self.pc.core)
+        loop.tb_hook.hooks.append(hook)
+        loop.hook_log_bits |= S.LOG_IN_ASM
 
     def read(self, addr: int, length: int, physical: bool = False) -> bytes:
         """Guest memory: linear addresses through the page tables (a short result where a page is

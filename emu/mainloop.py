@@ -23,6 +23,7 @@ from emu.tsc import TscSync
 
 EXIT_TIMEOUT = 124
 LIMIT_REACHED = -1  # run() status when `run_limit` instructions have retired (the Python API's run)
+HOOK_STOP = -2  # run() status when an address hook (emu.Machine.on_address) asked to stop
 HOST_SLICE = 200_000  # instructions between looks at the terminal and the wall clock (host time)
 ICOUNT_SLICE = 200_000  # also bounds the wait for terminal input and --timeout
 FRONTEND_PERIOD_S = 0.02
@@ -40,6 +41,9 @@ class MainLoop:
         self.trace = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
         self.log_out = None  # the -D file (the monitor's `log` writes there, else to stderr)
         self.insn_hook = None  # -one-insn-per-tb: runs one instruction per core.run, hook.before() first
+        self.watch = None  # emu.hooks.AddressWatch (emu.Machine.on_address): may shorten each turn
+        self.tb_hook = None  # emu.hooks.TranslationHook (emu.Machine.on_translate): fed at each exit
+        self.hook_log_bits = 0  # the LOG_MASK bits those two need, kept set whatever -d/`log` set
         self.frontend = frontend
         self.timeout = timeout
         self.no_reboot = no_reboot
@@ -313,6 +317,13 @@ class MainLoop:
             if self.insn_hook is not None:
                 budget = 1
                 self.insn_hook.before()
+            if self.hook_log_bits:
+                st[S.LOG_MASK] |= self.hook_log_bits
+                if self.watch is not None:
+                    budget = self.watch.before_run(budget)
+                    if self.watch.stop_requested:
+                        self.watch.stop_requested = False
+                        return HOOK_STOP
             reason = core.run(budget)
             if self.insn_hook is not None:
                 self.insn_hook.after(reason)
@@ -322,8 +333,14 @@ class MainLoop:
             self.retired += ic - last_ic
             last_ic = ic
             exits[reason] += 1
+            if self.tb_hook is not None:
+                self.tb_hook.collect()
+                if trace is None:
+                    st[S.LOG_POS] = 0
             if trace is not None:
                 trace.drain()
+            if self.tb_hook is not None:
+                self.tb_hook.report()
             if reason == S.EXIT_IO_OUT:
                 bus.write(int(st[S.EXIT_ARG0]), int(st[S.EXIT_ARG1]), int(st[S.EXIT_ARG2]))
             elif reason == S.EXIT_IO_IN:

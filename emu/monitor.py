@@ -497,6 +497,7 @@ class Hmp:
             if not mask:
                 return ""
             loop.trace = TraceLog(self.m.core, mask, loop.log_out or sys.stderr)
+        loop.trace.mask = mask
         self.m.st[S.LOG_MASK] = mask
         return ""
 

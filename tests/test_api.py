@@ -105,3 +105,55 @@ def test_registers_can_be_written_and_port_io_and_interrupts_hooked(floppy):
         assert pc.run(seconds=60) == "halted"
         assert pc.serial_output == b"z"
         assert (0x3F8, 1, ord("a")) in outs and (0x3F8, 1, ord("z")) in outs
+
+
+MMIO_AND_LOOP = """
+    mov ax, 0x0012  ; mode 12h, 640x480 16 colours: the A0000 window is planar, device memory
+    int 0x10
+    mov ax, 0xa000
+    mov es, ax
+    mov byte [es:0], 'A'
+    mov al, [es:0]
+    mov dx, 0x3f8
+    out dx, al
+    xor ecx, ecx
+.again:
+    inc ecx
+    cmp ecx, 3
+    jne .again
+    jmp done
+"""
+LOOP_HEAD = bytes.fromhex("6641" "6683f903")  # inc ecx; cmp ecx, 3 (16-bit code, 66h: 32-bit operands)
+
+
+def test_mmio_address_and_translation_hooks(floppy):
+    """An MMIO-read hook changes what the guest reads from the VGA's planar window and a write hook
+    sees the guest's store there; an address hook runs before each execution of its instruction (the
+    loop's head: three times, seeing ECX before each INC) and can stop the run there; a
+    translation hook reports the boot sector's blocks."""
+    image = floppy(MMIO_AND_LOOP)
+    with open(image, "rb") as f:
+        head = 0x7C00 + f.read(512).index(LOOP_HEAD)
+    with emu.Machine(image, ram_mb=8) as pc:
+        writes, ecx_seen, blocks = [], [], []
+        pc.on_mmio(read=lambda addr, size, value: ord("Z") if addr == 0xA0000 else value,
+                   write=lambda addr, size, value: writes.append((addr, size, value)))
+        pc.on_address(head, lambda address: ecx_seen.append(pc.registers()["ecx"]))
+        pc.on_translate(lambda eip, phys, size, insns: blocks.append((eip, phys, size, insns)))
+        assert pc.run(seconds=60) == "halted"
+        assert pc.serial_output == b"Z"
+        assert (0xA0000, 1, ord("A")) in writes
+        assert pc.pc.vga.planes[0, 0] == ord("A")  # the write reached the VGA's plane 0
+        assert ecx_seen == [0, 1, 2]
+        assert any(phys == 0x7C00 and size > 0 and insns > 0 for eip, phys, size, insns in blocks)
+        assert any(phys <= head < phys + size for eip, phys, size, insns in blocks)
+        assert any(phys >= 0xF0000 for eip, phys, size, insns in blocks)  # the BIOS's own code
+    with emu.Machine(image, ram_mb=8) as pc:
+        pc.on_address(head, lambda address: True)
+        assert pc.run(seconds=60) == "hook"
+        assert pc.registers()["pc"] == head and pc.registers()["ecx"] == 0
+        assert pc.run(seconds=60) == "hook"  # the INC ran; stopped before the next turn
+        assert pc.registers()["ecx"] == 1
+        pc.remove_address_hook(head)
+        assert pc.run(seconds=60) == "halted"
+        assert pc.registers()["ecx"] == 3

@@ -69,6 +69,7 @@ class TraceLog:
     def __init__(self, core, mask: int, out):
         self.core = core
         self.out = out
+        self.mask = mask  # its items (hooks of emu/hooks.py may add bits to the state's LOG_MASK)
         core.st[S.LOG_MASK] = mask
         core.st[S.LOG_POS] = 0
 
@@ -80,7 +81,8 @@ class TraceLog:
         for i in range(n):
             kind, a, b, c, d = (int(x) for x in ring[i * EVENT_WIDTH:(i + 1) * EVENT_WIDTH])
             if kind == EV_TB:
-                write(self._in_asm(b, c, d, a))
+                if self.mask & S.LOG_IN_ASM:
+                    write(self._in_asm(b, c, d, a))
             elif kind == EV_EXEC:
                 write(f"Trace {a:#x}: [{b:08x}/{c:08x}]\n")
             elif kind == EV_INT:
@@ -92,7 +94,7 @@ class TraceLog:
                 what = "no memory to fetch from" if a == UNIMP_FETCH else f"opcode {a:#x} not implemented"
                 write(f"unimplemented: {d:04x}:{c:08x} (linear {b:08x}): {what}: raising #UD\n")
         st[S.LOG_POS] = 0
-        if st[S.EXIT_REASON] == S.EXIT_LOG and st[S.LOG_MASK] & S.LOG_CPU and st[S.LOG_ACK]:
+        if st[S.EXIT_REASON] == S.EXIT_LOG and self.mask & S.LOG_CPU and st[S.LOG_ACK]:
             write(self.cpu_state())
 
     def _in_asm(self, phys: int, eip: int, hflags: int, tb: int) -> str:

@@ -122,9 +122,7 @@ class PhysMap:
         """The value for an EXIT_MMIO_READ: each part from its device (open bus: all ones)."""
         value = 0
         for addr, size, shift in self._parts(st):
-            region = self.find_mmio(addr)
-            part = region.read(addr - region.base, size) if region else (1 << 8 * size) - 1
-            value |= (part & ((1 << 8 * size) - 1)) << shift
+            value |= (self.mmio_read(addr, size) & ((1 << 8 * size) - 1)) << shift
         return value
 
     def exit_write(self, st) -> None:
@@ -133,9 +131,18 @@ class PhysMap:
 
         value = int(st[S.EXIT_ARG2])
         for addr, size, shift in self._parts(st):
-            region = self.find_mmio(addr)
-            if region is not None:
-                region.write(addr - region.base, size, (value >> shift) & ((1 << 8 * size) - 1))
+            self.mmio_write(addr, size, (value >> shift) & ((1 << 8 * size) - 1))
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        """A guest read of `size` bytes at physical `addr` outside RAM and ROM (emu.Machine.on_mmio
+        wraps this)."""
+        region = self.find_mmio(addr)
+        return region.read(addr - region.base, size) if region else (1 << 8 * size) - 1
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        region = self.find_mmio(addr)
+        if region is not None:
+            region.write(addr - region.base, size, value)
 
     # -- host-side access, for loaders, the BIOS and tests (never on the hot path) --------
     def host_offset(self, phys: int) -> int | None:
