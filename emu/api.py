@@ -36,14 +36,38 @@ class Machine:
                  hda: str | None = None, hdb: str | None = None, cdrom: str | None = None,
                  kernel: str | None = None, initrd: str | None = None, append: str | None = None,
                  bios: str | None = None, boot: str = "", ram_mb: int = 128, icount: bool = True,
-                 snapshot: bool = False, no_reboot: bool = False, debug_exit: bool = False):
-        from emu.devices.diskimage import floppy_format
-        from emu.devices.uart16550 import MemoryBackend
+                 snapshot: bool = False, no_reboot: bool = False, debug_exit: bool = False,
+                 config=None, display: str = "none", stdin_fd: int | None = None,
+                 serial_input: bool = False, timeout: float | None = None):
+        """A PC from QEMU's options as keywords; or, as `pyemu boot` builds it, from a whole
+        `emu.machine.MachineConfig` (`config`; the option keywords are then not used). `display`
+        ("none", "curses", "nographic"), `stdin_fd` (the terminal's keys) and `serial_input` (the
+        terminal feeds COM1) set up the terminal front end; `timeout` ends `serve()` after that
+        many seconds. emu.machine.MachineError (one line) for an image or option it cannot use."""
         from emu.display import Frontend
         from emu.machine import Machine as Pc
-        from emu.machine import MachineConfig
         from emu.mainloop import MainLoop
-        from emu.monitor import Control
+
+        self._serial = None
+        self.debugcon_output = bytearray()
+        if config is None:
+            config = self._config(image, fda=fda, fdb=fdb, hda=hda, hdb=hdb, cdrom=cdrom, kernel=kernel,
+                                  initrd=initrd, append=append, bios=bios, boot=boot, ram_mb=ram_mb,
+                                  icount=icount, snapshot=snapshot, no_reboot=no_reboot,
+                                  debug_exit=debug_exit)
+        self.config = config
+        self.pc = Pc(config)  # the machine itself (emu.machine.Machine): devices, core, clock
+        self._frontend = Frontend(self.pc, display, stdin_fd=stdin_fd, serial_input=serial_input)
+        self._loop = MainLoop(self.pc, self._frontend, timeout=timeout, no_reboot=config.no_reboot)
+        self._loop.keep_open = True
+        self._ctl = None  # emu.monitor.Control, made on first need (hmp(), a monitor, QMP)
+        self._closed = False
+
+    def _config(self, image, *, fda, fdb, hda, hdb, cdrom, kernel, initrd, append, bios, boot, ram_mb,
+                icount, snapshot, no_reboot, debug_exit):
+        from emu.devices.diskimage import floppy_format
+        from emu.devices.uart16550 import MemoryBackend
+        from emu.machine import MachineConfig
 
         cfg = MachineConfig(ram_mb=ram_mb, snapshot=snapshot, no_reboot=no_reboot, icount=icount,
                             icount_sleep=False, kernel=kernel, initrd=initrd, append=append, bios_file=bios,
@@ -61,16 +85,18 @@ class Machine:
                 cfg.disks[0] = image
         self._serial = MemoryBackend()
         cfg.serial_backend = self._serial
-        self.debugcon_output = bytearray()
         cfg.debugcon = self.debugcon_output.extend
         if debug_exit:
             cfg.debug_exit = (0xF4, 0x04)
-        self.pc = Pc(cfg)  # the machine itself (emu.machine.Machine): devices, core, clock
-        self._frontend = Frontend(self.pc, "none", stdin_fd=None)
-        self._loop = MainLoop(self.pc, self._frontend, no_reboot=no_reboot)
-        self._loop.keep_open = True
-        self._control = Control(self._loop)  # for hmp(); no endpoints
-        self._closed = False
+        return cfg
+
+    @property
+    def _control(self):
+        if self._ctl is None:
+            from emu.monitor import Control
+
+            self._ctl = Control(self._loop)
+        return self._ctl
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, instructions: int | None = None, seconds: float | None = None) -> str:
@@ -112,12 +138,106 @@ class Machine:
 
     @property
     def serial_output(self) -> bytes:
-        """Everything the guest has written to COM1."""
-        return bytes(self._serial.output)
+        """Everything the guest has written to COM1 (b"" when COM1 goes elsewhere: `config`)."""
+        return bytes(self._serial.output) if self._serial is not None else b""
 
     def serial_input(self, data: bytes | str) -> None:
         """Bytes for the guest to receive on COM1."""
         self.pc.serial[0].receive(data.encode() if isinstance(data, str) else data)
+
+    def serve(self) -> int:
+        """Run as `pyemu boot` does: with the terminal front end, until the guest halts for good,
+        exits, resets under no_reboot, the user quits or `timeout` passes. Then say goodbye to gdb
+        and the monitors. Returns pyemu's exit status; `halted` and `reset_message` say why."""
+        loop = self._loop
+        self._frontend.open()
+        loop.keep_open = False
+        try:
+            return loop.run()
+        finally:
+            loop.keep_open = True
+            self._frontend.close()
+
+    @property
+    def halted(self) -> bool:
+        """The last run ended because the guest halted for good (HLT with interrupts off)."""
+        return self._loop.halted_message
+
+    @property
+    def reset_message(self) -> str:
+        """Why the last run ended on a guest reset under no_reboot ("guest reset (triple fault)")."""
+        return self._loop.reset_message
+
+    @property
+    def bios_messages(self) -> list[str]:
+        """What the firmware reported to the user (boot failures, missing drives)."""
+        return self.pc.messages
+
+    # -- tools: the -d log, gdb, the monitor and QMP, the lockstep oracle -------------------------
+    def log(self, items: str, out=None, one_insn_per_tb: bool = False) -> None:
+        """QEMU's `-d ITEMS` (in_asm, exec, cpu, int, unimp; nochain is accepted and changes nothing)
+        written to `out` (default stderr); one_insn_per_tb logs exec/cpu per instruction as
+        `-one-insn-per-tb` does. ValueError names an unknown item."""
+        import sys
+
+        from emu.cpu import state as S
+        from emu.cpu.tracelog import TraceLog, parse_items
+
+        out = out if out is not None else sys.stderr
+        mask = parse_items(items)
+        loop = self._loop
+        loop.log_out = out
+        if one_insn_per_tb and mask & (S.LOG_EXEC | S.LOG_CPU):
+            from emu.qemulog import InsnTrace
+
+            loop.insn_hook = InsnTrace(self.pc.core, out, bool(mask & S.LOG_EXEC), bool(mask & S.LOG_CPU))
+            mask &= ~(S.LOG_EXEC | S.LOG_CPU)
+        loop.trace = TraceLog(self.pc.core, mask, out)
+
+    def log_file(self, out) -> None:
+        """Where the monitor's `log` command writes (QEMU's -D), without logging anything yet."""
+        self._loop.log_out = out
+
+    def gdbserver(self, listener, start_paused: bool = False) -> None:
+        """Serve gdb's remote protocol on `listener` (emu.gdbstub.Listener, e.g. Listener("tcp::1234")),
+        stopped before the first instruction when start_paused (QEMU's -s -S)."""
+        from emu.gdbstub import GdbStub
+
+        self._loop.gdb = GdbStub(self.pc, listener, start_paused=start_paused, loop=self._loop)
+
+    def add_monitor(self, spec: str) -> None:
+        """A human monitor on "stdio" or "unix:PATH,server[,nowait]" / "tcp:HOST:PORT,server"
+        (emu.chardev.ChardevError, one line, when it cannot listen)."""
+        self._control.add_monitor(spec)
+
+    def add_qmp(self, spec: str) -> None:
+        """A QMP server, as -qmp."""
+        self._control.add_qmp(spec)
+
+    def add_terminal_monitor(self) -> None:
+        """Ctrl-A c on the -nographic terminal switches to the monitor."""
+        self._control.add_mux(self._frontend)
+
+    def start_paused(self) -> None:
+        """Begin in QEMU's "prelaunch" state: the guest waits for the monitor's `cont`."""
+        self._loop.start_paused = True
+
+    def close_monitors(self) -> None:
+        """Stop listening on every monitor and QMP endpoint (before close(), when setting up failed)."""
+        if self._ctl is not None:
+            for ep in self._ctl.endpoints:
+                ep.finish()
+
+    def lockstep(self):
+        """Run each instruction in unicorn too and stop at the first difference (--lockstep
+        unicorn); returns the emu.lockstep.Lockstep, whose `diverged`, `compared` and `copied`
+        tell the result."""
+        from emu.lockstep import Hooks, Lockstep
+
+        loop = self._loop
+        lockstep = Lockstep(self.pc)
+        loop.insn_hook = Hooks(loop.insn_hook, lockstep) if loop.insn_hook is not None else lockstep
+        return lockstep
 
     # -- looking -------------------------------------------------------------------------------------
     def registers(self) -> dict[str, int]:
@@ -277,12 +397,13 @@ class Machine:
 
         return snapshot.save(self.pc, self._loop, name)
 
-    def loadvm(self, name: str) -> None:
+    def loadvm(self, name: str, checked=None) -> None:
         """Put the machine back in the state saved as `name` (also into a fresh Machine built with
-        the same options): `instructions`, registers, memory, devices and guest time."""
+        the same options): `instructions`, registers, memory, devices and guest time. `checked`:
+        what emu.snapshot.precheck returned for it, if it was called already."""
         from emu import snapshot
 
-        snapshot.load(self.pc, self._loop, name)
+        snapshot.load(self.pc, self._loop, name, checked)
 
     def delvm(self, name: str) -> None:
         from emu import snapshot
@@ -313,9 +434,13 @@ class Machine:
         self.pc.reset()
 
     def close(self) -> None:
+        """Send what the UARTs still hold and close the images (the machine cannot run again)."""
         if not self._closed:
             self._closed = True
-            self.pc.close()
+            try:
+                self.pc.flush_serial()
+            finally:
+                self.pc.close()
 
     def __enter__(self) -> Machine:
         return self

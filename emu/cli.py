@@ -455,9 +455,8 @@ def _boot(args, signals: _StopSignals) -> int:
     import json
 
     from emu.devices.uart16550 import StdioBackend, open_backend
-    from emu.display import Frontend
-    from emu.machine import Machine, MachineError
-    from emu.mainloop import GuestError, MainLoop
+    from emu.machine import MachineError
+    from emu.mainloop import GuestError
 
     cfg = _boot_config(args)
     gdb_listener = None
@@ -504,12 +503,12 @@ def _boot(args, signals: _StopSignals) -> int:
         cfg.debugcon, fh = _console_sink(args.opt_debugcon, "-debugcon")
         if fh is not None:
             to_close.append(fh)
-    log_mask, log_out = 0, sys.stderr
+    log_out = sys.stderr
     if args.log_items:
         from emu.cpu.tracelog import parse_items  # imports numba, but compiles nothing yet
 
         try:
-            log_mask = parse_items(",".join(x for x in args.log_items.split(",") if x.strip() != "nochain"))
+            parse_items(args.log_items)  # a bad item is a usage error before the engine loads
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if args.opt_D:  # (also for the monitor's `log`)
@@ -526,70 +525,49 @@ def _boot(args, signals: _StopSignals) -> int:
             loadvm = snapshot.precheck(cfg, args.opt_loadvm)  # before the engine loads: quick errors
         except snapshot.SnapshotError as exc:
             raise UsageError(f"-loadvm {args.opt_loadvm}: {exc}") from None
+    import emu
+
     try:
-        machine = Machine(cfg)
-    except MachineError as exc:
+        pc = emu.Machine(config=cfg, display=mode, stdin_fd=0 if _stdin_usable() and not monitor_stdio else None,
+                         serial_input=serial_spec == "stdio", timeout=args.timeout)
+    except (MachineError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    fe = Frontend(machine, mode, stdin_fd=0 if _stdin_usable() and not monitor_stdio else None,
-                  serial_input=serial_spec == "stdio")
-    trace = None
     if args.log_items:
-        from emu.cpu import state as S
-        from emu.cpu.tracelog import TraceLog
-
-        insn_hook = None
-        if args.one_insn and log_mask & (S.LOG_EXEC | S.LOG_CPU):
-            from emu.qemulog import InsnTrace
-
-            insn_hook = InsnTrace(machine.core, log_out, bool(log_mask & S.LOG_EXEC), bool(log_mask & S.LOG_CPU))
-            log_mask &= ~(S.LOG_EXEC | S.LOG_CPU)
-        trace = TraceLog(machine.core, log_mask, log_out)
-    loop = MainLoop(machine, fe, timeout=args.timeout, no_reboot=cfg.no_reboot, trace=trace)
-    loop.log_out = log_out
-    if args.log_items:
-        loop.insn_hook = insn_hook
+        pc.log(args.log_items, log_out, one_insn_per_tb=args.one_insn)
+    elif args.opt_D:
+        pc.log_file(log_out)
     if args.opt_loadvm:
         from emu import snapshot
 
         try:
-            snapshot.load(machine, loop, args.opt_loadvm, loadvm)
+            pc.loadvm(args.opt_loadvm, loadvm)
         except snapshot.SnapshotError as exc:
-            machine.close()
+            pc.close()
             raise UsageError(f"-loadvm {args.opt_loadvm}: {exc}") from None
     if args.lockstep:
-        from emu.lockstep import Hooks, Lockstep
-
-        lockstep = Lockstep(machine)
-        loop.insn_hook = Hooks(loop.insn_hook, lockstep) if loop.insn_hook is not None else lockstep
+        lockstep = pc.lockstep()
     if gdb_listener is not None:
-        from emu.gdbstub import GdbStub
-
-        loop.gdb = GdbStub(machine, gdb_listener, start_paused=args.start_paused, loop=loop)
+        pc.gdbserver(gdb_listener, start_paused=args.start_paused)
     if control_specs or (mode == "nographic" and serial_spec == "stdio"):
         from emu.chardev import ChardevError
-        from emu.monitor import Control
 
-        control = Control(loop)
         if mode == "nographic" and serial_spec == "stdio":
-            control.add_mux(fe)  # Ctrl-A c
+            pc.add_terminal_monitor()  # Ctrl-A c
         try:
             for kind, spec in control_specs:
-                (control.add_monitor if kind == "monitor" else control.add_qmp)(spec)
+                (pc.add_monitor if kind == "monitor" else pc.add_qmp)(spec)
         except ChardevError as exc:
-            for ep in control.endpoints:
-                ep.finish()
+            pc.close_monitors()
             if gdb_listener is not None:
                 gdb_listener.close()
-            machine.close()
+            pc.close()
             raise UsageError(str(exc)) from None
-        loop.start_paused = args.start_paused and gdb_listener is None
+        if args.start_paused and gdb_listener is None:
+            pc.start_paused()
     status = 0
     error = None
     try:
-        fe.open()
-        status = loop.run()
+        status = pc.serve()
     except GuestError as exc:
         error, status = str(exc), EXIT_ERROR
     except KeyboardInterrupt:
@@ -602,28 +580,26 @@ def _boot(args, signals: _StopSignals) -> int:
         error, status = f"internal error: {type(exc).__name__}: {exc} (PYEMU_DEBUG=1 shows where)", EXIT_ERROR
     finally:
         signals.disarm()
-        fe.close()
-        machine.flush_serial()
+        pc.close()
         cfg.serial_backend.close()
         for fh in to_close:
             fh.close()
-        machine.close()
     if args.lockstep and not lockstep.diverged:
         _say(f"pyemu: lockstep: no difference from unicorn in {lockstep.compared} instructions compared "
              f"({lockstep.copied} copied)")
     if mode != "curses":
-        for text in machine.messages:
+        for text in pc.bios_messages:
             _say(f"pyemu: bios: {text}")
     if args.screendump:
-        from emu.screendump import write_screendump
+        from emu.screendump import write_screendump  # text unless .png (the monitor's: PPM unless .txt)
 
         try:
-            write_screendump(machine.vga, args.screendump)
+            write_screendump(pc.pc.vga, args.screendump)
         except OSError as exc:
             _say(f"pyemu: error: --screendump {args.screendump}: {exc.strerror or exc}")
             status = status or EXIT_ERROR
     if args.stats or args.stats_json:
-        stats = loop.stats()
+        stats = pc.stats()
         if args.stats:
             for key, value in stats.items():
                 _say(f"{key:>24}: {value}")
@@ -635,10 +611,10 @@ def _boot(args, signals: _StopSignals) -> int:
                 _say(f"pyemu: error: --stats-json: {exc.strerror or exc}")
     if error:
         _say(f"pyemu: {'error: ' if status == EXIT_ERROR else ''}{error}")
-    elif loop.halted_message:
+    elif pc.halted:
         _say("pyemu: guest halted")
-    elif loop.reset_message:
-        _say(f"pyemu: {loop.reset_message}")
+    elif pc.reset_message:
+        _say(f"pyemu: {pc.reset_message}")
     elif status == EXIT_TIMEOUT and args.timeout is not None:
         _say(f"pyemu: timeout after {args.timeout:g} s")
     return status

@@ -484,7 +484,7 @@ class Hmp:
 
         if not rest:
             raise MonitorError("log: needs items (in_asm,exec,cpu,int,unimp or none)")
-        items = ",".join(x for x in rest.split(",") if x.strip() != "nochain")
+        items = rest
         if items.strip() == "none":
             mask = 0
         else:

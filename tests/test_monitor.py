@@ -449,7 +449,9 @@ def test_gdbserver_starts_a_gdb_stub_on_a_running_guest_and_none_stops_it(tmp_pa
         assert packet(b"?").startswith(b"T05")
         regs = packet(b"g")
         eip = int.from_bytes(bytes.fromhex(regs[8 * 8:9 * 8].decode()), "little")
-        assert 0x7C00 < eip < 0x7E00
+        cs = int.from_bytes(bytes.fromhex(regs[10 * 8:11 * 8].decode()), "little")
+        # in the boot sector's loop, or in the BIOS's timer interrupt handler that preempts it
+        assert (cs == 0 and 0x7C00 < eip < 0x7E00) or cs == 0xF000, (hex(cs), hex(eip))
         sock.sendall(b"$c#63")
         sock.close()
         assert mon.cmd("gdbserver none") == "Disabled gdbserver\n"

@@ -29,7 +29,7 @@ UNIMP_FETCH = -1  # EV_UNIMP: code fetched from open bus or device memory
 
 LOG_ITEMS = {"in_asm": S.LOG_IN_ASM, "exec": S.LOG_EXEC, "cpu": S.LOG_CPU, "int": S.LOG_INT,
              "unimp": S.LOG_UNIMP}
-IGNORED_ITEMS = ("guest_errors",)  # accepted for QEMU compatibility
+IGNORED_ITEMS = ("guest_errors", "nochain")  # accepted for QEMU compatibility (blocks chain either way)
 
 
 def new_ring() -> np.ndarray:
