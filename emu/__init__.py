@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers; at run time the API is imported when first asked for
+    from emu.api import Machine as Machine
 
 __version__ = "0.1.0"
 

@@ -28,7 +28,13 @@ address) and `on_translate` (each block of guest code translated).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from emu import pagewalk
+
+PortRead = Callable[[int, int, int], int]  # (port or address, size, value the device gave) -> value
+PortWrite = Callable[[int, int, int], Any]  # (port or address, size, value) -> True: keep it from the device
 
 
 class Machine:
@@ -262,23 +268,23 @@ class Machine:
                 raise ValueError(f"set_registers: no register {name!r} (eax..edi, eip, eflags)")
 
     # -- hooks ---------------------------------------------------------------------------------------
-    def on_port(self, read=None, write=None) -> None:
+    def on_port(self, read: PortRead | None = None, write: PortWrite | None = None) -> None:
         """Hook port I/O. `read(port, size, value) -> value` sees each IN after the device answered
         and may change what the guest gets; `write(port, size, value) -> bool` sees each OUT
         before the device does, and a True return keeps it from the device."""
         bus = self.pc.bus
         if read is not None:
             device_read = bus.read
-            bus.read = lambda port, size: read(port, size, device_read(port, size))
+            bus.read = lambda port, size: read(port, size, device_read(port, size))  # type: ignore[method-assign]
         if write is not None:
             device_write = bus.write
 
             def hooked_write(port: int, size: int, value: int) -> None:
                 if not write(port, size, value):
                     device_write(port, size, value)
-            bus.write = hooked_write
+            bus.write = hooked_write  # type: ignore[method-assign]
 
-    def on_interrupt(self, hook) -> None:
+    def on_interrupt(self, hook: Callable[[int], Any]) -> None:
         """Hook hardware interrupts: `hook(vector)` runs as each one is delivered to the CPU."""
         core = self.pc.core
         deliver = core.deliver_interrupt
@@ -286,9 +292,9 @@ class Machine:
         def hooked(vector: int) -> None:
             hook(vector)
             deliver(vector)
-        core.deliver_interrupt = hooked
+        core.deliver_interrupt = hooked  # type: ignore[method-assign]
 
-    def on_mmio(self, read=None, write=None) -> None:
+    def on_mmio(self, read: PortRead | None = None, write: PortWrite | None = None) -> None:
         """Hook device memory (MMIO: the VGA window, the APIC, PCI BARs, and unbacked addresses).
         `read(addr, size, value) -> value` sees each guest read after the device answered (open
         bus reads as all ones) and may change it; `write(addr, size, value) -> bool` sees each
@@ -297,16 +303,16 @@ class Machine:
         phys = self.pc.core.phys
         if read is not None:
             device_read = phys.mmio_read
-            phys.mmio_read = lambda addr, size: read(addr, size, device_read(addr, size))
+            phys.mmio_read = lambda addr, size: read(addr, size, device_read(addr, size))  # type: ignore[method-assign]
         if write is not None:
             device_write = phys.mmio_write
 
             def hooked_write(addr: int, size: int, value: int) -> None:
                 if not write(addr, size, value):
                     device_write(addr, size, value)
-            phys.mmio_write = hooked_write
+            phys.mmio_write = hooked_write  # type: ignore[method-assign]
 
-    def on_address(self, address: int, hook) -> None:
+    def on_address(self, address: int, hook: Callable[[int], Any]) -> None:
         """Call `hook(address)` before the instruction at linear `address` (CS.base + EIP) runs,
         each time it runs. The hook may read and change registers and memory; a True return ends
         `run()` with "hook" before the instruction (the next run() executes it). While any address
@@ -338,7 +344,7 @@ class Machine:
             if not trace_mask & S.LOG_CPU:
                 st[S.LOG_ACK] = 0
 
-    def on_translate(self, hook) -> None:
+    def on_translate(self, hook: Callable[[int, int, int, int], Any]) -> None:
         """Call `hook(eip, phys, size, insns)` for each block of guest code translated: its first
         EIP, the physical address of its first byte, its length in bytes and in instructions. The
         call comes at the loop's next exit from compiled code (within one timer slice), so the

@@ -17,9 +17,15 @@ screen stay live), then handles the one exit that came back:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 from emu.cpu import state as S
 from emu.tsc import TscSync
+
+if TYPE_CHECKING:
+    from emu.gdbstub import GdbStub
+    from emu.hooks import AddressWatch, TranslationHook
+    from emu.monitor import Control
 
 EXIT_TIMEOUT = 124
 LIMIT_REACHED = -1  # run() status when `run_limit` instructions have retired (the Python API's run)
@@ -38,11 +44,11 @@ class MainLoop:
     def __init__(self, machine, frontend=None, timeout: float | None = None, no_reboot: bool = False,
                  trace=None):
         self.m = machine
-        self.trace = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
-        self.log_out = None  # the -D file (the monitor's `log` writes there, else to stderr)
-        self.insn_hook = None  # -one-insn-per-tb: runs one instruction per core.run, hook.before() first
-        self.watch = None  # emu.hooks.AddressWatch (emu.Machine.on_address): may shorten each turn
-        self.tb_hook = None  # emu.hooks.TranslationHook (emu.Machine.on_translate): fed at each exit
+        self.trace: Any = trace  # emu.cpu.tracelog.TraceLog for -d, drained at every exit
+        self.log_out: Any = None  # the -D file (the monitor's `log` writes there, else to stderr)
+        self.insn_hook: Any = None  # -one-insn-per-tb: runs one instruction per core.run, hook.before() first
+        self.watch: AddressWatch | None = None  # emu.Machine.on_address: may shorten each turn
+        self.tb_hook: TranslationHook | None = None  # emu.Machine.on_translate: fed at each exit
         self.hook_log_bits = 0  # the LOG_MASK bits those two need, kept set whatever -d/`log` set
         self.frontend = frontend
         self.timeout = timeout
@@ -54,8 +60,8 @@ class MainLoop:
         self.reset_message = ""  # set when -no-reboot turned a guest reset into the end of the run
         self.wall_start = time.monotonic()
         self.wall_end: float | None = None
-        self.gdb = None  # emu.gdbstub.GdbStub (-s/-gdb): called before and after each run
-        self.control = None  # emu.monitor.Control (-monitor/-qmp): polled between runs
+        self.gdb: GdbStub | None = None  # emu.gdbstub.GdbStub (-s/-gdb): called before and after each run
+        self.control: Control | None = None  # emu.monitor.Control (-monitor/-qmp): polled between runs
         self.start_paused = False  # -S with a monitor: "prelaunch" until `cont`
         self.pause_reason: str | None = None  # "prelaunch", "paused": the guest does not run
         self._paused_at: float | None = None
@@ -132,7 +138,11 @@ class MainLoop:
                     if self.wall_end is not None:
                         delay = min(delay, max(0.0, self.wall_end - time.monotonic()))
                     t0 = time.monotonic_ns()
-                    woke = fe.wait(delay) if fe is not None else bool(time.sleep(max(0.0, delay)))
+                    woke = False
+                    if fe is not None:
+                        woke = fe.wait(delay)
+                    else:
+                        time.sleep(max(0.0, delay))
                     if woke or delay < full:  # a short sleep: the clock moves by the time slept
                         waited = time.monotonic_ns() - t0
                         target = min(target, clock.instructions + (waited >> clock.shift))
@@ -218,11 +228,17 @@ class MainLoop:
             if m.reset_requested and not self._handle_reset():
                 m.request_exit(0)
                 return
-            self.control.wait(0.05)
+            self._wait_for_monitor(0.05)
             if fe is not None:
                 fe.poll()
                 if fe.quit_requested:
                     self.request_quit("host-ui")
+
+    def _wait_for_monitor(self, seconds: float) -> None:
+        if self.control is not None:
+            self.control.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def _hold_halted(self) -> None:
         """Halted for good with a monitor present: the machine stays up for its commands (`info
@@ -233,7 +249,7 @@ class MainLoop:
             if self.pause_reason is not None:
                 self._serve_paused()
                 continue
-            self.control.wait(0.05)
+            self._wait_for_monitor(0.05)
             if fe is not None:
                 fe.poll()
                 if fe.quit_requested:
