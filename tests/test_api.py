@@ -173,3 +173,23 @@ def test_the_api_type_checks():
     out, err, status = api.run(["--ignore-missing-imports", "--follow-imports=silent", "--no-incremental",
                                 "-c", "import emu\nemu.Machine('x.img').on_address('0x7c00', print)"])
     assert status == 1 and "on_address" in out, out + err
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
+    """README's "Python API" example runs as written, on the demo's boot sector as boot.img: it
+    boots, types on the keyboard and prints the screen, the registers and the PIC."""
+    import pathlib
+    import re
+
+    from bios.demo import demo_sector
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "boot.img").write_bytes(demo_sector().ljust(1_474_560, b"\0"))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    out = capsys.readouterr().out
+    assert "pyemu demo: this PC booted" in out, out  # the screen, after 2 s of guest time
+    assert "Type some text" in out  # COM1
+    assert "pic0: irr=" in out  # `info pic` answered
