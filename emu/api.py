@@ -61,6 +61,11 @@ class Machine:
                                   initrd=initrd, append=append, bios=bios, boot=boot, ram_mb=ram_mb,
                                   icount=icount, snapshot=snapshot, no_reboot=no_reboot,
                                   debug_exit=debug_exit)
+        elif config.serial_backend is None:  # COM1 into memory, as with the option keywords
+            from emu.devices.uart16550 import MemoryBackend
+
+            self._serial = MemoryBackend()
+            config.serial_backend = self._serial
         self.config = config
         self.pc = Pc(config)  # the machine itself (emu.machine.Machine): devices, core, clock
         self._frontend = Frontend(self.pc, display, stdin_fd=stdin_fd, serial_input=serial_input)
@@ -68,6 +73,21 @@ class Machine:
         self._loop.keep_open = True
         self._ctl = None  # emu.monitor.Control, made on first need (hmp(), a monitor, QMP)
         self._closed = False
+
+    @classmethod
+    def from_options(cls, *argv: str, display: str = "none", timeout: float | None = None) -> Machine:
+        """A PC from `pyemu boot`'s own options, e.g. from_options("-m", "64", "-hda", "disk.img",
+        "-icount", "shift=0"). They are parsed and checked as the command line does (ValueError,
+        one line, for what it would refuse); COM1 goes to `serial_output`. Options that attach
+        tools (-serial, -monitor, -qmp, -gdb, -d/-D, --lockstep, -loadvm) are not applied here:
+        the methods of the same names do that."""
+        from emu.cli import UsageError, boot_config
+
+        try:
+            config = boot_config(list(argv))
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return cls(config=config, display=display, timeout=timeout)
 
     def _config(self, image, *, fda, fdb, hda, hdb, cdrom, kernel, initrd, append, bios, boot, ram_mb,
                 icount, snapshot, no_reboot, debug_exit):

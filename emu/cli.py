@@ -422,6 +422,15 @@ def _boot_config(args):
     return cfg
 
 
+def boot_config(argv: list[str]):
+    """The emu.machine.MachineConfig that `pyemu boot ARGV` builds (emu.Machine.from_options).
+    UsageError (one line) for what `pyemu boot` would refuse."""
+    argv = _qemu_argv(["boot", *argv])
+    parser = build_parser()
+    _check_option_names(parser.boot_parser, argv[1:])
+    return _boot_config(parser.parse_args(argv))
+
+
 def _accel_threshold(spec: str) -> int | None:
     """`-accel tcg[,tier=0|1][,threshold=N]`: the tier-1 compile threshold (0 = tier 1 off)."""
     parts = spec.split(",")

@@ -193,3 +193,15 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert "pyemu demo: this PC booted" in out, out  # the screen, after 2 s of guest time
     assert "Type some text" in out  # COM1
     assert "pic0: irr=" in out  # `info pic` answered
+
+
+def test_a_machine_from_the_command_lines_options(floppy):
+    """Machine.from_options takes `pyemu boot`'s own options and checks them as it does."""
+    body = "mov dx, 0x3f8\nmov al, 'o'\nout dx, al\nmov al, 'k'\nout dx, al\njmp done\n"
+    with emu.Machine.from_options("-m", "8", "-fda", floppy(body), "-icount", "shift=0", "-no-reboot") as pc:
+        assert pc.config.ram_mb == 8 and pc.config.icount and pc.config.no_reboot
+        assert pc.run(seconds=60) == "halted"
+        assert pc.serial_output == b"ok"
+    for argv, words in ((("-m", "abc"), "-m"), (("-boot", "z"), "-boot"), (("-frob",), "-frob")):
+        with pytest.raises(ValueError, match=words):
+            emu.Machine.from_options(*argv)
