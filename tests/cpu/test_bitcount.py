@@ -77,6 +77,13 @@ def test_mandatory_f3_selects_the_count(hx, name):
         assert out[D.F_REP] == 0  # the F3 was the mandatory prefix, not a REP
 
 
+@pytest.mark.parametrize("hx", ["f0 f3 0f b8 00", "f3 f0 0f bd 00", "f0 f3 0f bc 00"])
+def test_lock_is_invalid(hx):
+    """LOCK with POPCNT/LZCNT/TZCNT is #UD (SDM Vol. 2A, LOCK: only the listed read-modify-write
+    instructions with a memory destination); their rows are not LOCKABLE."""
+    assert D.decode_bytes(bytes.fromhex(hx) + bytes(8), 32)[0] == D.DEC_INVALID
+
+
 def test_cpuid_advertises_exactly_the_implemented_features():
     """CPUID.01H:ECX.POPCNT[23], CPUID.(07H,0):EBX.BMI1[3], CPUID.80000001H:ECX.LZCNT[5]: set,
     derived from the table's feature column, because every row naming them is implemented."""
