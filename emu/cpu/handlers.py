@@ -70,6 +70,7 @@ H_UNIMPL = 61  # leave the loop: Python runs or reports it
 H_FAULT_GP = 62  # raise #GP(0) (e.g. an instruction past the CS limit)
 H_CPUID = 63
 H_RDTSC = 64
-N_HANDLERS = 65
+H_SCALAR = 65  # a pure scalar semantic function (aux = its number; emu/cpu/semantics.py)
+N_HANDLERS = 66
 HANDLER_NAMES = tuple(name[2:].lower() for name, value in sorted(
     ((k, v) for k, v in globals().items() if k.startswith("H_")), key=lambda kv: kv[1]))

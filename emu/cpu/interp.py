@@ -42,6 +42,7 @@ from emu.cpu.eflags import get_cf, get_eflags, popf_mask, set_eflags, set_status
 from emu.cpu.far import far_call, far_jmp, far_ret, iret
 from emu.cpu.fpu import fpu_insn, fpu_wait
 from emu.cpu.interrupts import DELIVER_TRIPLE, deliver
+from emu.cpu.scalar_dispatch import exec_scalar
 from emu.cpu.segments import load_seg, update_hflags
 from emu.cpu.strings import string_op
 from emu.cpu.sysops import SYS_END_BLOCK
@@ -1073,6 +1074,8 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
                 r, o, d, s_, s2 = A.bsr(v, rget(sp, dst, size), size, get_eflags(sp))
             rset(sp, dst, size, r)
             _set_cc(sp, o, d, s_, s2)
+    elif h == H.H_SCALAR:
+        fail = exec_scalar(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea)
     elif h == H.H_BSWAP:
         v = st[dst]
         st[dst] = (((v & 0xFF) << 24) | ((v & 0xFF00) << 8) | ((v >> 8) & 0xFF00)

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from emu import stats as K
+from emu.cpu import features as FT
 from emu.cpu import flags as F
 from emu.cpu import state as S
 from emu.cpu import sysops as SY
@@ -87,7 +88,7 @@ DR6_BD = 1 << 13
 
 # ------------------------------------------------------------------------------ CPUID
 CPUID_SIGNATURE = 0x0000_0633  # family 6, model 3, stepping 3: the EDX value at RESET (state.py)
-CPUID_MAX_BASIC = 2
+CPUID_MAX_BASIC = 7
 CPUID_MAX_EXT = 0x8000_0004
 FEAT_FPU = 1 << 0
 FEAT_PSE = 1 << 3
@@ -107,7 +108,11 @@ FEAT_FXSR = 1 << 24
 # MTRR and PAT are storage only (the emulator has no caches).
 CPUID_1_EDX = (FEAT_FPU | FEAT_PSE | FEAT_TSC | FEAT_MSR | FEAT_PAE | FEAT_CX8 | FEAT_SEP | FEAT_MTRR | FEAT_PGE
                | FEAT_CMOV | FEAT_PAT | FEAT_PSE36 | FEAT_FXSR)
-CPUID_1_ECX = 0
+# Bits of optional instructions: derived from the opcode table's feature column, each set exactly
+# when its rows are implemented (emu/cpu/features.py): POPCNT, TZCNT (BMI1), LZCNT.
+CPUID_1_ECX = FT.advertised(0x01, 0, FT.ECX)
+CPUID_7_EBX = FT.advertised(0x07, 0, FT.EBX)
+CPUID_80000001_ECX = FT.advertised(0x8000_0001, 0, FT.ECX)
 CPUID_VENDOR = b"GenuineIntel"
 CPUID_BRAND = b"pyemu Virtual CPU"  # leaves 80000002h-80000004h, NUL-padded to 48 bytes
 
@@ -597,8 +602,8 @@ def _arpl(sp, tp, mp, cp, dst, src, ea, seg, user):
 
 # ============================================================================== CPUID RDTSC RDPMC
 @njit(cache=True)
-def cpuid_values(leaf):
-    """(EAX, EBX, ECX, EDX) of CPUID leaf `leaf` (Vol 2, CPUID)."""
+def cpuid_values(leaf, subleaf):
+    """(EAX, EBX, ECX, EDX) of CPUID leaf `leaf`, sub-leaf `subleaf` (ECX; Vol 2, CPUID)."""
     leaf &= 0xFFFF_FFFF
     if leaf >= 0x8000_0000:
         if leaf > CPUID_MAX_EXT:
@@ -611,10 +616,16 @@ def cpuid_values(leaf):
         return CPUID_SIGNATURE, 0, CPUID_1_ECX, CPUID_1_EDX
     if leaf == 2:
         return 1, 0, 0, 0  # one iteration, no cache or TLB descriptors
+    if leaf == 7:
+        if (subleaf & 0xFFFF_FFFF) == 0:
+            return 0, CPUID_7_EBX, 0, 0  # EAX: the highest sub-leaf
+        return 0, 0, 0, 0
+    if leaf < 0x8000_0000:
+        return 0, 0, 0, 0  # leaves 3-6: no serial number, cache parameters, MONITOR or power data
     if leaf == 0x8000_0000:
         return CPUID_MAX_EXT, 0, 0, 0
     if leaf == 0x8000_0001:
-        return 0, 0, 0, 0  # no NX, no SYSCALL, no long mode
+        return 0, 0, CPUID_80000001_ECX, 0  # no NX, no SYSCALL, no long mode
     i = (leaf - 0x8000_0002) * 4
     return BRAND_DWORDS[i], BRAND_DWORDS[i + 1], BRAND_DWORDS[i + 2], BRAND_DWORDS[i + 3]
 
@@ -627,7 +638,7 @@ def read_tsc(sp):
 @njit(cache=True)
 def _counters(sp, op):
     if op == SY.SYS_CPUID:
-        a, b, c, d = cpuid_values(sget(sp, S.EAX))
+        a, b, c, d = cpuid_values(sget(sp, S.EAX), sget(sp, S.ECX))
         sset(sp, S.EAX, a)
         sset(sp, S.EBX, b)
         sset(sp, S.ECX, c)

@@ -1,6 +1,6 @@
 """The x86 opcode table (16- and 32-bit code): one table, as data, for decoder, disassembler and tests.
 
-Each row of ``TABLE`` is ``(opcode, name, operands, flags)`` in the notation of the Intel SDM:
+Each row of ``TABLE`` is ``(opcode, name, operands, flags, semantic)`` in the notation of the Intel SDM:
 
 * ``opcode``: optional mandatory prefix (``NP`` = none of 66/F2/F3, or ``66``/``F3``/``F2``), the map
   escape (``0F``, ``0F 38``, ``0F 3A``), the opcode byte (``40+r``: register in the low 3 bits), then
@@ -22,6 +22,12 @@ Each row of ``TABLE`` is ``(opcode, name, operands, flags)`` in the notation of 
 * ``flags``: LOCKABLE (LOCK allowed with a memory destination, SDM Vol. 2 ch. 2.1.1, LOCK in Vol. 2
   ch. 3), MODIGN (mod bits ignored, always a register: MOV CR/DR, SDM "MOV-Move to/from Control
   Registers"), EXT (a recognised encoding the emulated CPU lacks: its length is known, it raises #UD).
+* ``semantic``: None, or a ``Sem``: the row runs the pure scalar function ``Sem.fn`` of
+  emu/cpu/semantics.py through the one handler H_SCALAR in both tiers (its sub-operation is the
+  function's number), and belongs to the CPUID feature ``Sem.feature`` (emu/cpu/features.py),
+  advertised exactly when its rows are implemented. Such an instruction is this row plus its
+  function (docs/internals.md, "Adding an instruction"). Rows without one are run by the older
+  per-family handlers that emu/translate/translator.py picks by mnemonic.
 
 Everything not in the table is undefined and raises #UD. ``build_tables`` turns the rows into numpy
 integer arrays for the numba decoder (decoder.py).
@@ -30,8 +36,17 @@ integer arrays for the numba decoder (decoder.py).
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Sem(NamedTuple):
+    """The semantic column of a row: its scalar function and CPUID feature ("" if always present)."""
+
+    fn: str
+    feature: str = ""
+
 
 LOCKABLE = 1
 MODIGN = 2
@@ -123,7 +138,7 @@ TABLE: list[tuple] = []
 
 def _rows(*rows):
     for r in rows:
-        TABLE.append(r if len(r) == 4 else (*r, 0))
+        TABLE.append((*r, 0, None)[:5] if len(r) == 3 else (*r, None)[:5])
 
 
 # ---- one-byte map (Table A-2) ----
@@ -270,12 +285,16 @@ _rows(("0F 00 /0", "sldt", "Rv/Mw"), ("0F 00 /1", "str", "Rv/Mw"), ("0F 00 /2", 
       ("NP 0F AE E8+i", "lfence", ""), ("NP 0F AE F0+i", "mfence", ""), ("NP 0F AE F8+i", "sfence", ""),
       ("0F B0 /r", "cmpxchg", "Eb,Gb", L), ("0F B1 /r", "cmpxchg", "Ev,Gv", L), ("0F B2 /r", "lss", "Gz,Mp"),
       ("0F B3 /r", "btr", "Ev,Gv", L), ("0F B4 /r", "lfs", "Gz,Mp"), ("0F B5 /r", "lgs", "Gz,Mp"),
-      ("0F B6 /r", "movzx", "Gv,Eb"), ("0F B7 /r", "movzx", "Gv,Ew"), ("F3 0F B8 /r", "popcnt", "Gv,Ev"),
+      ("0F B6 /r", "movzx", "Gv,Eb"), ("0F B7 /r", "movzx", "Gv,Ew"),
       ("0F B9 /r", "ud1", "Gv,Ev"), ("0F BA /4", "bt", "Ev,Ib"), ("0F BA /5", "bts", "Ev,Ib", L),
       ("0F BA /6", "btr", "Ev,Ib", L), ("0F BA /7", "btc", "Ev,Ib", L), ("0F BB /r", "btc", "Ev,Gv", L),
       ("0F BC /r", "bsf", "Gv,Ev"), ("0F BD /r", "bsr", "Gv,Ev"), ("0F BE /r", "movsx", "Gv,Eb"),
       ("0F BF /r", "movsx", "Gv,Ew"), ("0F C0 /r", "xadd", "Eb,Gb", L), ("0F C1 /r", "xadd", "Ev,Gv", L),
       ("0F C7 /1 mem", "cmpxchg8b", "Mq", L), ("0F C8+r", "bswap", "Zv"), ("0F FF /r", "ud0", "Gd,Ed"))
+# bit counts with a mandatory F3 (without it 0F BC/BD are BSF/BSR, as on CPUs that lack the feature)
+_rows(("F3 0F B8 /r", "popcnt", "Gv,Ev", 0, Sem("popcnt", "popcnt")),
+      ("F3 0F BC /r", "tzcnt", "Gv,Ev", 0, Sem("tzcnt", "bmi1")),
+      ("F3 0F BD /r", "lzcnt", "Gv,Ev", 0, Sem("lzcnt", "lzcnt")))
 for _r in (0, 2, 3, 4):  # CR1, CR5-CR7 are reserved: #UD (SDM "MOV-Move to/from Control Registers")
     _rows((f"0F 20 /{_r}", "mov", "Rd,Cd", MODIGN), (f"0F 22 /{_r}", "mov", "Cd,Rd", MODIGN))
 
@@ -413,7 +432,7 @@ _RE_MODRM = re.compile(r"^([0-9A-F]{2})(\+i)?$")
 class Form:
     """One table row, parsed: a decoded instruction's ``F_FORM`` indexes the list ``FORMS``."""
 
-    __slots__ = ("index", "spec", "name", "operands", "flags", "ops", "mnem", "map", "opcode", "pfx")
+    __slots__ = ("index", "spec", "name", "operands", "flags", "ops", "mnem", "map", "opcode", "pfx", "sem")
 
     def __repr__(self):
         return f"Form({self.index}, {self.spec!r}, {self.name!r}, {self.operands!r})"
@@ -468,10 +487,10 @@ def build_tables():
     # per (map, opcode): list of (form, pfx, modrm-spec)
     slots: dict[int, list] = {}
 
-    def add_form(spec, name, operands, flags, mp=0, opcode=0, pfx=None):
+    def add_form(spec, name, operands, flags, mp=0, opcode=0, pfx=None, sem=None):
         f = Form()
         f.index = len(forms)
-        f.spec, f.name, f.operands, f.flags = spec, name, operands, flags
+        f.spec, f.name, f.operands, f.flags, f.sem = spec, name, operands, flags, sem
         f.ops = [parse_operand(t) for t in operands.split(",")] if operands else []
         if name not in mnem_id:
             mnem_id[name] = len(mnemonics)
@@ -485,9 +504,9 @@ def build_tables():
         add_form("", name, "", 0)
     for name in EXT_FORMS:
         add_form("", name, "", EXT)
-    for spec, name, operands, flags in TABLE:
+    for spec, name, operands, flags, sem in TABLE:
         pfx, mp, opcodes, modrm = _parse_spec(spec)
-        f = add_form(spec, name, operands, flags, mp, opcodes[0], pfx)
+        f = add_form(spec, name, operands, flags, mp, opcodes[0], pfx, sem)
         if modrm is not None:
             f.flags |= F_HASMODRM
             mods, regs, rms = modrm

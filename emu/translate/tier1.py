@@ -43,6 +43,7 @@ from emu.cpu import flags as F
 from emu.cpu import handlers as H
 from emu.cpu import state as S
 from emu.cpu.access import SEGF_EXPDOWN, SEGF_NOREAD, SEGF_NOWRITE, SEGF_NULL
+from emu.cpu.scalar_dispatch import ENTRIES as SCALAR_ENTRIES
 from emu.mmu.softmmu import CTX_BLOCKS, CTX_MEM, CTX_STATS, CTX_TLB
 from emu.mmu.tlb import ACC_READ, ACC_WRITE, TE_ADDEND, TLB_BITS, TLB_INDEX_MASK, TLB_STRIDE
 from emu.translate import blockcache as B
@@ -67,7 +68,7 @@ from emu.translate.rowfmt import (
     X_MEM,
     X_SIZE2_SHIFT,
 )
-from emu.translate.tier1_abi import T1_CHAIN, T1_ENDED, T1_TB_SHIFT, T1_WAY_SHIFT  # noqa: E402
+from emu.translate.tier1_abi import SCALAR_FLAGS_SHIFT, T1_CHAIN, T1_ENDED, T1_TB_SHIFT, T1_WAY_SHIFT  # noqa: E402
 
 M32 = 0xFFFF_FFFF
 # How a module is optimised. The IR is already in SSA form with no loads to promote, so three
@@ -804,6 +805,9 @@ def _gen_row(b: _Block, r, i: int) -> bool:
             b.cc_written = True
         _rmw_store(b, dst, host, size, res)
         return False
+    if h == H.H_SCALAR:
+        _scalar(b, aux, dst, src, seg, ea, size, imm, i)
+        return False
     if h == H.H_IMUL2:
         v = _operand(b, src, seg, ea, size, i)
         if aux == 1:
@@ -928,6 +932,22 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         _jump(b, v, i + 1, False)  # RET
         return True
     raise Unsupported
+
+
+def _scalar(b: _Block, aux: int, dst: int, src: int, seg: int, ea, size: int, imm: int, i: int) -> None:
+    """A semantic function (H_SCALAR): the same operand layer as the interpreter's exec_scalar
+    (emu/cpu/scalar_dispatch.py) around a call of the function itself through rt_scalar."""
+    _name, _number, writes, defines = SCALAR_ENTRIES[aux]
+    a, host = _rmw_load(b, dst, seg, ea, size, i, writes)
+    v = _operand(b, src, seg, ea, size, i, imm)
+    packed = b.call("rt_scalar", [aux, a, v, size])
+    flags = b.op("and", b.op("lshr", packed, SCALAR_FLAGS_SHIFT), F.STATUS_MASK)
+    if defines != F.STATUS_MASK:
+        kept = b.op("and", b.flags(), F.STATUS_MASK & ~defines)
+        flags = b.op("or", kept, b.op("and", flags, defines))
+    if writes:
+        _rmw_store(b, dst, host, size, b.op("and", packed, _mask(size)))
+    b.set_cc(F.CC_OP_EFLAGS, "0", flags, "0")
 
 
 def _alu(b: _Block, aux: int, a, v, size: int):

@@ -18,3 +18,4 @@ T1_ENDED = 1 << 7
 T1_CHAIN = 1 << 8
 T1_TB_SHIFT = 16
 T1_TB_MASK = 0xFFFF  # MAX_TBS - 1
+SCALAR_FLAGS_SHIFT = 32  # tier1_rt.rt_scalar returns the value in bits 0-31, the status flags above

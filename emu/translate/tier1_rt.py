@@ -16,7 +16,9 @@ from numba import cfunc, types
 
 from emu.cpu import alu as A
 from emu.cpu import flags as F
+from emu.cpu.scalar_dispatch import scalar_op
 from emu.rawptr import load_i64, store_i64
+from emu.translate.tier1_abi import SCALAR_FLAGS_SHIFT
 
 _I = types.int64
 
@@ -51,11 +53,20 @@ def rt_shift(op, val, count, size, ccp):
     return r
 
 
-ARITY = {"rt_cond": 5, "rt_cf": 4, "rt_flags": 4, "rt_shift": 5}
-PURE = ("rt_cond", "rt_cf", "rt_flags")  # no side effects: LLVM may drop a call whose result is unused
+@cfunc(_I(_I, _I, _I, _I), cache=True)
+def rt_scalar(aux, dst, src, size):
+    """Semantic function number `aux` (emu/cpu/semantics.py, the H_SCALAR family):
+    result | flags << SCALAR_FLAGS_SHIFT."""
+    r, f = scalar_op(aux, dst, src, size)
+    return (r & 0xFFFF_FFFF) | ((f & F.STATUS_MASK) << SCALAR_FLAGS_SHIFT)
+
+
+ARITY = {"rt_cond": 5, "rt_cf": 4, "rt_flags": 4, "rt_shift": 5, "rt_scalar": 4}
+# no side effects: LLVM may drop a call whose result is unused
+PURE = ("rt_cond", "rt_cf", "rt_flags", "rt_scalar")
 
 
 def addresses() -> dict[str, int]:
     """The entry points by name, for the code generator."""
     return {"rt_cond": rt_cond.address, "rt_cf": rt_cf.address, "rt_flags": rt_flags.address,
-            "rt_shift": rt_shift.address}
+            "rt_shift": rt_shift.address, "rt_scalar": rt_scalar.address}

@@ -2,8 +2,9 @@
 
 Two halves:
 - at import, Python walks the decoder's form table once and gives every form a handler number and
-  an auxiliary operation number (`FORM_H`, `FORM_AUX`): the only place that knows which decoder
-  form is which operation;
+  an auxiliary operation number (`FORM_H`, `FORM_AUX`): a row with a semantic column runs its
+  scalar function through H_SCALAR (aux = the function's number), straight from the table; the
+  older families are still picked here by mnemonic;
 - `translate_block`, compiled, decodes from guest memory with the compiled decoder and fills the
   rows of one block, so a block-cache miss never leaves compiled code.
 
@@ -20,6 +21,7 @@ from numba import njit
 from emu.cpu import fpuops as FP
 from emu.cpu import handlers as H
 from emu.cpu import sysops as SY
+from emu.cpu.semantics import by_name as semantics_by_name
 from emu.translate import decoder as D
 from emu.translate import opcodes as O
 from emu.translate.blockcache import (
@@ -126,12 +128,18 @@ _SIMPLE = {
 }
 
 
+_SEMANTICS = semantics_by_name()
+
+
 def _handler_for(form) -> tuple[int, int]:
     """(handler, aux) of one decoder form."""
     name = form.name
     ams = [op[0] for op in form.ops]
     if form.index == O.FORM_BAD or name in O.EXT_FORMS:
         return H.H_UD, 0
+    if form.sem is not None:
+        sem = _SEMANTICS.get(form.sem.fn)
+        return (H.H_SCALAR, sem.number) if sem else (H.H_UNIMPL, form.index)
     if name in _ALU:
         return H.H_ALU, _ALU[name]
     if name == "test":

@@ -2,7 +2,7 @@
 
 Each example draws a program of 5-20 integer instructions from a generator table (ALU, INC/DEC,
 NEG/NOT, shifts and rotates, MUL/IMUL/DIV/IDIV, MOV/MOVZX/MOVSX/LEA, XCHG/XADD/CMPXCHG/BSWAP,
-BT*/BSF/BSR, SETcc/CMOVcc, PUSH/POP, CBW/CWD/CWDE/CDQ, LAHF/SAHF, CLC/STC/CMC, string ops with
+BT*/BSF/BSR, POPCNT/LZCNT/TZCNT, SETcc/CMOVcc, PUSH/POP, CBW/CWD/CWDE/CDQ, LAHF/SAHF, CLC/STC/CMC, string ops with
 REP, a Jcc over one instruction, XLAT, SHLD/SHRD and, in 16-bit code, the BCD adjustments), with
 register and memory operands, operand-size (66) and address-size (67) prefixes and segment
 overrides. nasm assembles it (tests/cpu/guestasm.py); pyemu runs it through CpuCore (real mode for
@@ -364,6 +364,18 @@ def g_bsf(g: Gen) -> Insn:
     return Insn(f"{op} {g.wreg(sz)}, {opnd}", 0, ZF, CF | OF | SF | AF | PF)
 
 
+def g_bitcount(g: Gen) -> Insn:
+    """POPCNT (all six flags defined), LZCNT/TZCNT (CF and ZF defined; SDM Vol. 2B). Not POPCNT in
+    16-bit code: QEMU sizes it by the 66 prefix alone (32 bits without it; tests/cpu/test_bitcount.py
+    checks pyemu's SDM behaviour there)."""
+    op = g.pick(("popcnt", "lzcnt", "tzcnt") if g.bits == 32 else ("lzcnt", "tzcnt"))
+    sz = g.pick((2, 4))
+    opnd, _ = g.rm(sz, False)
+    if op == "popcnt":
+        return Insn(f"{op} {g.wreg(sz)}, {opnd}", 0, ALL6)
+    return Insn(f"{op} {g.wreg(sz)}, {opnd}", 0, CF | ZF, OF | SF | AF | PF)
+
+
 def g_cc(g: Gen) -> Insn:
     cc = g.pick(tuple(CONDS))
     if g.d.draw(st.booleans()):
@@ -448,7 +460,7 @@ def g_bcd(g: Gen) -> Insn:
 
 
 TABLE16 = [g_alu, g_alu, g_test, g_unary, g_shift, g_shxd, g_mul, g_div, g_mov, g_mov, g_xchg, g_bt, g_bsf,
-           g_cc, g_stack, g_misc, g_string, g_dir, g_bcd]
+           g_bitcount, g_cc, g_stack, g_misc, g_string, g_dir, g_bcd]
 TABLE32 = [g for g in TABLE16 if g is not g_bcd]
 
 

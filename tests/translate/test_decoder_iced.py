@@ -55,7 +55,7 @@ OUT_OF_SCOPE = {
     "Aes": "AES-NI", "Pclmulqdq": "PCLMULQDQ", "Sha": "SHA", "Gf2p8": "GFNI", "Loadiwkey": "KeyLocker",
     "Encodekey": "KeyLocker", "Xsave": "XSAVE", "Xrstor": "XSAVE", "Xgetbv": "XSAVE", "Xsetbv": "XSAVE",
     "Rdrand": "RDRAND", "Rdseed": "RDSEED", "Rdpid": "RDPID", "Movbe": "MOVBE", "Adcx": "ADX",
-    "Adox": "ADX", "Tzcnt": "BMI1", "Lzcnt": "ABM", "Clac": "SMAP", "Stac": "SMAP",
+    "Adox": "ADX", "Clac": "SMAP", "Stac": "SMAP",
     "Clflushopt": "CLFLUSHOPT", "Clwb": "CLWB", "Umonitor": "WAITPKG", "Umwait": "WAITPKG",
     "Tpause": "WAITPKG", "Movdiri": "MOVDIRI", "Movdir64b": "MOVDIR64B", "Enqcmd": "ENQCMD",
     "Serialize": "SERIALIZE", "Wbnoinvd": "WBNOINVD", "Rdpkru": "PKU", "Wrpkru": "PKU", "Hreset": "HRESET",
