@@ -336,8 +336,8 @@ class Machine:
         """Call `hook(address)` before the instruction at linear `address` (CS.base + EIP) runs,
         each time it runs. The hook may read and change registers and memory; a True return ends
         `run()` with "hook" before the instruction (the next run() executes it). While any address
-        is hooked the guest runs without tier 1 and leaves compiled code before each block (about
-        ten times slower); `remove_address_hook` ends that (emu/hooks.py)."""
+        is hooked the guest runs without tier 1 and leaves compiled code before each block (under
+        a million instructions a second); `remove_address_hook` ends that (emu/hooks.py)."""
         from emu.cpu import state as S
         from emu.hooks import AddressWatch
 

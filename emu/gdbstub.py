@@ -10,7 +10,8 @@ three points:
 
     before_run(budget)   while the guest is stopped, serve packets (block) until gdb resumes it;
                          with breakpoints set, stop before the instruction at a breakpoint's linear
-                         address (CS.base + EIP) and run one instruction per turn; single-step:
+                         address (CS.base + EIP): the loop leaves before each block, and runs
+                         one instruction per turn only near a breakpoint (emu/hooks.py); single-step:
                          one instruction with interrupts held off (QEMU's SSTEP_NOIRQ)
     after_run()          a single step that retired its instruction stops (T05); otherwise look for
                          Ctrl-C or a new connection at most every POLL_PERIOD_S (T02 / stop)
@@ -321,6 +322,7 @@ class GdbStub:
         self.st = machine.st
         self.listener = listener
         self.loop = loop  # the MainLoop: its --timeout deadline pauses while the guest is stopped
+        self.block_exits = False  # LOG_CPU set for the breakpoints
         self.conn: Connection | None = None
         self.state = STOPPED if start_paused else RUNNING
         self.stop_signal = SIGTRAP
@@ -356,12 +358,31 @@ class GdbStub:
                     st[S.INTR_LINE] = 0
                 return 1
             if self.breakpoints:
+                from emu.hooks import LINEAR_MASK, WINDOW  # (not at start-up: it loads numba)
+
+                # leave compiled code before every block (emu/hooks.py explains the window)
+                st[S.LOG_MASK] |= S.LOG_CPU
+                self.block_exits = True
                 pc = self.pc()
                 if pc in self.breakpoints and self.skip != (pc, int(st[S.ICOUNT])):
                     self._stop(SIGTRAP)
                     continue
-                return 1
+                return 1 if any(0 <= (a - pc) & LINEAR_MASK < WINDOW for a in self.breakpoints) else budget
+            if self.block_exits:
+                self._end_block_exits()
             return budget
+
+    def _end_block_exits(self) -> None:
+        """The last breakpoint is gone: blocks run back to back again (unless -d cpu or an address
+        hook still wants an exit before each)."""
+        self.block_exits = False
+        loop, st = self.loop, self.st
+        keep = 0
+        if loop is not None:
+            keep = (loop.hook_log_bits | (loop.trace.mask if loop.trace is not None else 0)) & S.LOG_CPU
+        if not keep:
+            st[S.LOG_MASK] &= ~S.LOG_CPU
+            st[S.LOG_ACK] = 0
 
     def after_run(self) -> None:
         self._unmask()

@@ -8,8 +8,9 @@ each time it does. While any address is watched, the loop leaves before every bl
 exit that `-d cpu` uses; tier-1 code is not entered then), so Python sees each block's first EIP.
 A block is at most MAX_BLOCK_INSNS instructions of at most MAX_INSN_BYTES bytes, so when no watched
 address lies within WINDOW bytes after that EIP, the whole block runs in one turn; otherwise the
-watch runs one instruction per turn until it is past. That is tens of thousands of blocks a second,
-about ten times what one instruction per turn gives, and exact: a hook sees the state before its
+watch runs one instruction per turn until it is past. That is about 85,000 blocks a second here
+(0.77 MIPS on a loop of 9-instruction blocks, against 0.28 MIPS one instruction per turn and over
+1,000 MIPS compiled), and exact: a hook sees the state before its
 instruction, and whatever it changes (registers, memory, EIP) is what the instruction runs on.
 
 `TranslationHook` reports each block the loop translates, from the event ring that `-d in_asm`

@@ -402,3 +402,34 @@ def test_gdb_ctrl_c_stops_a_running_guest(tmp_path):
     assert "Program received signal SIGINT" in out, out
     ecx = [int(line.split()[1], 16) for line in out.splitlines() if line.startswith("ecx")]
     assert ecx and ecx[0] > 0
+
+
+def test_breakpoint_inside_a_block_stops_each_time_and_the_rest_runs_block_by_block():
+    """A breakpoint in the middle of a loop's block stops before its instruction on every pass
+    (ECX counts 2, 4, 6), and code far from it (a warm-up loop of 10-instruction blocks) does not
+    run one instruction per turn: the loop leaves only before each block while a breakpoint is set."""
+    from emu.mainloop import MainLoop
+
+    # 0x7c00: mov cx, 1000; w: 8 x inc ax; dec cx; jnz w; jmp 0x7de0 (far from the breakpoint)
+    warm = bytes.fromhex("b9e803") + b"\x40" * 8 + bytes.fromhex("4975f5")
+    warm += b"\xe9" + (0x1E0 - len(warm) - 3).to_bytes(2, "little")
+    # 0x7de0: xor ecx,ecx; l: inc ecx; inc ecx; nop; cmp ecx,100 (the breakpoint: 0x7de8); jne l; jmp $
+    loop_code = bytes.fromhex("6631c9" "6641" "6641" "90" "6683f964" "75f4" "ebfe")
+    sector = warm.ljust(0x1E0, b"\x90") + loop_code
+    stub = make_stub(sector.ljust(510, b"\0") + b"\x55\xaa")
+    try:
+        m = stub.m
+        loop = MainLoop(m, None, timeout=120)
+        loop.gdb = stub
+        stub.loop = loop
+        sent = []
+        stub.conn.send = lambda p: sent.append(p if isinstance(p, str) else p.decode())
+        stub.conn.pending += [("packet", b"Z0,7de8,1"), ("packet", b"c"), ("packet", b"p1"), ("packet", b"c"),
+                              ("packet", b"p1"), ("packet", b"c"), ("packet", b"p1"), ("packet", b"k")]
+        assert loop.run() == 0
+        assert [p for p in sent if p.startswith("T")] == ["T05thread:01;"] * 3
+        assert [p for p in sent if len(p) == 8] == ["02000000", "04000000", "06000000"]  # ECX, little-endian
+        assert loop.retired > 10_000
+        assert loop.retired / sum(loop.exits) > 3  # instructions per turn of the CPU (stepping: 1)
+    finally:
+        close_stub(stub)
