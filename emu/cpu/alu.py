@@ -37,7 +37,6 @@ from emu.cpu.flags import (
     K_SBB,
     K_SHL,
     K_SUB,
-    K_ZF,
     OF,
     SF,
     STATUS_MASK,
@@ -499,55 +498,6 @@ def aad(ax, base):
 
 
 # ---------------------------------------------------------------- bit scan and bit test
-@njit(cache=True)
-def bsf(src, dst, sz, eflags):
-    """BSF: returns (result, cc...).  ZF = (src == 0); the destination ``dst`` is returned
-    unchanged when src is 0; the other status flags keep their values (kind ZF)."""
-    if src == 0:
-        return dst, _op(K_ZF, sz), 0, eflags & STATUS_MASK, 0
-    i = 0
-    x = src
-    if (x & 0xFFFF) == 0:
-        x >>= 16
-        i += 16
-    if (x & 0xFF) == 0:
-        x >>= 8
-        i += 8
-    if (x & 0xF) == 0:
-        x >>= 4
-        i += 4
-    if (x & 0x3) == 0:
-        x >>= 2
-        i += 2
-    if (x & 1) == 0:
-        i += 1
-    return i, _op(K_ZF, sz), src, eflags & STATUS_MASK, 0
-
-
-@njit(cache=True)
-def bsr(src, dst, sz, eflags):
-    """BSR: as bsf, scanning from the most significant bit."""
-    if src == 0:
-        return dst, _op(K_ZF, sz), 0, eflags & STATUS_MASK, 0
-    i = 0
-    x = src
-    if x >> 16:
-        x >>= 16
-        i += 16
-    if x >> 8:
-        x >>= 8
-        i += 8
-    if x >> 4:
-        x >>= 4
-        i += 4
-    if x >> 2:
-        x >>= 2
-        i += 2
-    if x >> 1:
-        i += 1
-    return i, _op(K_ZF, sz), src, eflags & STATUS_MASK, 0
-
-
 @njit(cache=True, inline="always")
 def bt_reg_offset(offset, sz):
     """The bit index of a register destination or of an immediate offset: offset mod width."""

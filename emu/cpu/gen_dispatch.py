@@ -81,8 +81,9 @@ def exec_scalar(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea):
 def generate() -> str:
     """The text of scalar_dispatch.py for the current registry."""
     out = [_HEAD]
-    entries = ", ".join(f"({s.name!r}, {s.number}, {s.writes}, {s.defines:#x})" for s in REGISTRY)
-    out.append(f"ENTRIES = ({entries},)\n" if len(REGISTRY) == 1 else f"ENTRIES = ({entries})\n")
+    out.append("ENTRIES = (\n")
+    out.extend(f"    ({s.name!r}, {s.number}, {s.writes}, {s.defines:#x}),\n" for s in REGISTRY)
+    out.append(")\n")
     out.append(f"N_SCALAR = {len(REGISTRY)}\n\n\n")
     out.append("@njit(cache=True)\n")
     out.append("def scalar_op(aux, dst, src, size):\n")

@@ -58,19 +58,18 @@ H_LEAVE = 49
 H_SETCC = 50
 H_CMOVCC = 51
 H_BT = 52  # BT BTS BTR BTC (aux 0..3)
-H_BSF = 53  # BSF (aux 0) and BSR (aux 1)
-H_BSWAP = 54
-H_XADD = 55
-H_CMPXCHG = 56
-H_CMPXCHG8B = 57
-H_WAIT = 58
-H_SYS = 59  # system instructions, run by the system group (aux = mnemonic id)
-H_FPU = 60  # x87 escape
-H_UNIMPL = 61  # leave the loop: Python runs or reports it
-H_FAULT_GP = 62  # raise #GP(0) (e.g. an instruction past the CS limit)
-H_CPUID = 63
-H_RDTSC = 64
-H_SCALAR = 65  # a pure scalar semantic function (aux = its number; emu/cpu/semantics.py)
-N_HANDLERS = 66
+H_BSWAP = 53
+H_XADD = 54
+H_CMPXCHG = 55
+H_CMPXCHG8B = 56
+H_WAIT = 57
+H_SYS = 58  # system instructions, run by the system group (aux = mnemonic id)
+H_FPU = 59  # x87 escape
+H_UNIMPL = 60  # leave the loop: Python runs or reports it
+H_FAULT_GP = 61  # raise #GP(0) (e.g. an instruction past the CS limit)
+H_CPUID = 62
+H_RDTSC = 63
+H_SCALAR = 64  # a pure scalar semantic function (aux = its number; emu/cpu/semantics.py)
+N_HANDLERS = 65
 HANDLER_NAMES = tuple(name[2:].lower() for name, value in sorted(
     ((k, v) for k, v in globals().items() if k.startswith("H_")), key=lambda kv: kv[1]))

@@ -1060,20 +1060,6 @@ def exec_cold(st, stats, sp, tp, mp, cp, h, size, dst, src, aux, imm, imm2, x, s
                 set_sp(sp, osp + 8 * size, smask)
     elif h == H.H_BT:
         fail = _bit_test(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea, asz_row)
-    elif h == H.H_BSF:
-        if src >= 0:
-            v = rget(sp, src, size)
-        else:
-            v = seg_read(sp, tp, mp, cp, seg, ea, size, user)
-        if v < 0:
-            fail = v
-        else:
-            if aux == 0:
-                r, o, d, s_, s2 = A.bsf(v, rget(sp, dst, size), size, get_eflags(sp))
-            else:
-                r, o, d, s_, s2 = A.bsr(v, rget(sp, dst, size), size, get_eflags(sp))
-            rset(sp, dst, size, r)
-            _set_cc(sp, o, d, s_, s2)
     elif h == H.H_SCALAR:
         fail = exec_scalar(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea)
     elif h == H.H_BSWAP:

@@ -15,18 +15,28 @@ from emu.cpu.eflags import get_eflags, set_status
 from emu.cpu.flags import STATUS_MASK
 from emu.translate.rowfmt import RM_MEM
 
-ENTRIES = (('popcnt', 0, True, 0x8d5), ('lzcnt', 1, True, 0x8d5), ('tzcnt', 2, True, 0x8d5))
-N_SCALAR = 3
+ENTRIES = (
+    ('bsf', 0, True, 0x40),
+    ('bsr', 1, True, 0x40),
+    ('popcnt', 2, True, 0x8d5),
+    ('lzcnt', 3, True, 0x8d5),
+    ('tzcnt', 4, True, 0x8d5),
+)
+N_SCALAR = 5
 
 
 @njit(cache=True)
 def scalar_op(aux, dst, src, size):
     """(result, flags) of semantic function number `aux`."""
     if aux == 0:
-        return SEM.popcnt(dst, src, size)
+        return SEM.bsf(dst, src, size)
     if aux == 1:
-        return SEM.lzcnt(dst, src, size)
+        return SEM.bsr(dst, src, size)
     if aux == 2:
+        return SEM.popcnt(dst, src, size)
+    if aux == 3:
+        return SEM.lzcnt(dst, src, size)
+    if aux == 4:
         return SEM.tzcnt(dst, src, size)
     return dst, 0  # not a registered number: the translator never emits one
 
@@ -37,11 +47,15 @@ def exec_scalar(sp, tp, mp, cp, user, aux, size, dst, src, imm, seg, ea):
     memory checked for writing unless the function only compares) and the source (register,
     memory or immediate), write the result back, set the flags it defines. 0 or a failure code;
     nothing changes on a failure."""
-    if aux == 0:  # popcnt
+    if aux == 0:  # bsf
+        writes, defines = True, 0x40
+    elif aux == 1:  # bsr
+        writes, defines = True, 0x40
+    elif aux == 2:  # popcnt
         writes, defines = True, 0x8d5
-    elif aux == 1:  # lzcnt
+    elif aux == 3:  # lzcnt
         writes, defines = True, 0x8d5
-    elif aux == 2:  # tzcnt
+    elif aux == 4:  # tzcnt
         writes, defines = True, 0x8d5
     else:
         writes, defines = False, 0x8d5

@@ -94,6 +94,25 @@ def _msb_index(x):
     return i
 
 
+# ---------------------------------------------------------------- bit scans (SDM Vol. 2A)
+@semantic(defines=ZF)
+def bsf(dst, src, size):
+    """BSF: the index of the source's lowest set bit. A zero source sets ZF and leaves the
+    destination as it was (the SDM says undefined; CPUs and QEMU keep it). CF OF SF AF PF are
+    undefined: they keep their values."""
+    if src == 0:
+        return dst, ZF
+    return _lsb_index(src), 0
+
+
+@semantic(defines=ZF)
+def bsr(dst, src, size):
+    """BSR: the index of the source's highest set bit; a zero source as BSF."""
+    if src == 0:
+        return dst, ZF
+    return _msb_index(src), 0
+
+
 # ---------------------------------------------------------------- bit counts (SDM Vol. 2)
 @semantic()
 def popcnt(dst, src, size):

@@ -288,8 +288,9 @@ _rows(("0F 00 /0", "sldt", "Rv/Mw"), ("0F 00 /1", "str", "Rv/Mw"), ("0F 00 /2", 
       ("0F B6 /r", "movzx", "Gv,Eb"), ("0F B7 /r", "movzx", "Gv,Ew"),
       ("0F B9 /r", "ud1", "Gv,Ev"), ("0F BA /4", "bt", "Ev,Ib"), ("0F BA /5", "bts", "Ev,Ib", L),
       ("0F BA /6", "btr", "Ev,Ib", L), ("0F BA /7", "btc", "Ev,Ib", L), ("0F BB /r", "btc", "Ev,Gv", L),
-      ("0F BC /r", "bsf", "Gv,Ev"), ("0F BD /r", "bsr", "Gv,Ev"), ("0F BE /r", "movsx", "Gv,Eb"),
-      ("0F BF /r", "movsx", "Gv,Ew"), ("0F C0 /r", "xadd", "Eb,Gb", L), ("0F C1 /r", "xadd", "Ev,Gv", L),
+      ("0F BC /r", "bsf", "Gv,Ev", 0, Sem("bsf")), ("0F BD /r", "bsr", "Gv,Ev", 0, Sem("bsr")),
+      ("0F BE /r", "movsx", "Gv,Eb"), ("0F BF /r", "movsx", "Gv,Ew"), ("0F C0 /r", "xadd", "Eb,Gb", L),
+      ("0F C1 /r", "xadd", "Ev,Gv", L),
       ("0F C7 /1 mem", "cmpxchg8b", "Mq", L), ("0F C8+r", "bswap", "Zv"), ("0F FF /r", "ud0", "Gd,Ed"))
 # bit counts with a mandatory F3 (without it 0F BC/BD are BSF/BSR, as on CPUs that lack the feature)
 _rows(("F3 0F B8 /r", "popcnt", "Gv,Ev", 0, Sem("popcnt", "popcnt")),

@@ -1142,6 +1142,10 @@ class Tier1:
             try:
                 result = self.gen.build(funcs)
             except Exception:  # noqa: BLE001 - a generator bug must not stop the guest: interpret them
+                if os.environ.get("PYEMU_DEBUG"):
+                    import traceback
+
+                    traceback.print_exc()
                 result = ({}, None)
             if _LOG:
                 print(f"tier1: {len(batch)} blocks in {(time.perf_counter_ns() - t0) / 1e6:.0f} ms", file=sys.stderr)

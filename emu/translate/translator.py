@@ -110,7 +110,7 @@ _SIMPLE = {
     "salc": (H.H_SALC, 0), "daa": (H.H_BCD, 0), "das": (H.H_BCD, 1), "aaa": (H.H_BCD, 2),
     "aas": (H.H_BCD, 3), "aam": (H.H_BCD, 4), "aad": (H.H_BCD, 5), "enter": (H.H_ENTER, 0),
     "leave": (H.H_LEAVE, 0), "bt": (H.H_BT, 0), "bts": (H.H_BT, 1), "btr": (H.H_BT, 2),
-    "btc": (H.H_BT, 3), "bsf": (H.H_BSF, 0), "bsr": (H.H_BSF, 1), "bswap": (H.H_BSWAP, 0),
+    "btc": (H.H_BT, 3), "bswap": (H.H_BSWAP, 0),
     "xadd": (H.H_XADD, 0), "cmpxchg": (H.H_CMPXCHG, 0), "cmpxchg8b": (H.H_CMPXCHG8B, 0),
     "wait": (H.H_WAIT, 0), "ud2": (H.H_UD, 0), "ud0": (H.H_UD, 0), "ud1": (H.H_UD, 0),
     "cpuid": (H.H_SYS, SY.SYS_CPUID), "rdtsc": (H.H_SYS, SY.SYS_RDTSC),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from emu.cpu import alu
 from emu.cpu import flags as F
+from emu.cpu import semantics as SEM
 from tests.cpu.unicorn_oracle import run_unicorn
 
 ALL = F.STATUS_MASK
@@ -300,9 +301,9 @@ def test_aam_aad(which, al, ah, base, fl):
 def test_bsf_bsr(reverse, sz, a, b, fl):
     code = prefix(sz) + bytes([0x0F, 0xBD if reverse else 0xBC, 0xC3])  # bs? eax, ebx
     r = run_unicorn(code, 32, {"eax": a, "ebx": b}, fl)
-    res = (alu.bsr if reverse else alu.bsf)(b & mask(sz), a & mask(sz), sz, fl)
-    assert r.regs["eax"] == merge(a, res[0], sz)
-    check_flags(lazy_flags(res), r.eflags, F.ZF, "bsf/bsr")
+    value, flags = (SEM.bsr if reverse else SEM.bsf)(a & mask(sz), b & mask(sz), sz)
+    assert r.regs["eax"] == merge(a, value, sz)
+    assert (flags ^ r.eflags) & F.ZF == 0, "bsf/bsr: ZF"
 
 
 @pytest.mark.parametrize("sz", [2, 4])

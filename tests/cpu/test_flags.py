@@ -203,7 +203,7 @@ def lazy_states():
         if kind == "mul":
             return alu.mul(a, b, s)[2:] if c else alu.imul(a, b, s)[2:]
         if kind == "bsf":
-            return alu.bsf(a if c else 0, 0, s, fl)[1:]
+            return F.cc_op_of(F.K_ZF, s), a if c else 0, fl & F.STATUS_MASK, 0  # ZF from a, the rest kept
         if kind == "shd":
             s = max(s, 2)
             return (alu.shld if c else alu.shrd)(a & m[s], b & m[s], b >> 5, s, 0, 0, fl, 0)[1:]
