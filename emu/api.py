@@ -292,17 +292,7 @@ class Machine:
         """Hook port I/O. `read(port, size, value) -> value` sees each IN after the device answered
         and may change what the guest gets; `write(port, size, value) -> bool` sees each OUT
         before the device does, and a True return keeps it from the device."""
-        bus = self.pc.bus
-        if read is not None:
-            device_read = bus.read
-            bus.read = lambda port, size: read(port, size, device_read(port, size))  # type: ignore[method-assign]
-        if write is not None:
-            device_write = bus.write
-
-            def hooked_write(port: int, size: int, value: int) -> None:
-                if not write(port, size, value):
-                    device_write(port, size, value)
-            bus.write = hooked_write  # type: ignore[method-assign]
+        _wrap_access(self.pc.bus, "read", "write", read, write)
 
     def on_interrupt(self, hook: Callable[[int], Any]) -> None:
         """Hook hardware interrupts: `hook(vector)` runs as each one is delivered to the CPU."""
@@ -320,17 +310,7 @@ class Machine:
         bus reads as all ones) and may change it; `write(addr, size, value) -> bool` sees each
         write before the device does, and a True return keeps it from the device. Addresses are
         physical; RAM and ROM accesses never reach these hooks (they stay in compiled code)."""
-        phys = self.pc.core.phys
-        if read is not None:
-            device_read = phys.mmio_read
-            phys.mmio_read = lambda addr, size: read(addr, size, device_read(addr, size))  # type: ignore[method-assign]
-        if write is not None:
-            device_write = phys.mmio_write
-
-            def hooked_write(addr: int, size: int, value: int) -> None:
-                if not write(addr, size, value):
-                    device_write(addr, size, value)
-            phys.mmio_write = hooked_write  # type: ignore[method-assign]
+        _wrap_access(self.pc.core.phys, "mmio_read", "mmio_write", read, write)
 
     def on_address(self, address: int, hook: Callable[[int], Any]) -> None:
         """Call `hook(address)` before the instruction at linear `address` (CS.base + EIP) runs,
@@ -473,3 +453,17 @@ class Machine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _wrap_access(target, read_name: str, write_name: str, read: PortRead | None, write: PortWrite | None) -> None:
+    """Put hooks around `target`'s read(addr, size) and write(addr, size, value) methods."""
+    if read is not None:
+        device_read = getattr(target, read_name)
+        setattr(target, read_name, lambda addr, size: read(addr, size, device_read(addr, size)))
+    if write is not None:
+        device_write = getattr(target, write_name)
+
+        def hooked_write(addr: int, size: int, value: int) -> None:
+            if not write(addr, size, value):
+                device_write(addr, size, value)
+        setattr(target, write_name, hooked_write)

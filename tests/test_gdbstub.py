@@ -238,19 +238,26 @@ def test_breakpoints_and_queries(stub):
     assert stub.handle(b"mzz,4") == "E01"
 
 
+def in_loop(stub):
+    """A main loop that serves `stub`, and the list of packets the stub sends."""
+    from emu.mainloop import MainLoop
+
+    loop = MainLoop(stub.m, None, timeout=120)
+    loop.gdb = stub
+    stub.loop = loop
+    sent: list[str] = []
+    stub.conn.send = lambda p: sent.append(p if isinstance(p, str) else p.decode())
+    return loop, sent
+
+
 def test_step_and_continue_in_process():
     """s/vCont;s single-steps through the main loop; a breakpoint stops before its instruction."""
     from emu.cpu import state as S
-    from emu.mainloop import MainLoop
 
     stub = make_stub(b"\xeb\xfe" + bytes(508) + b"\x55\xaa")  # a boot sector: jmp $
     try:
         m = stub.m
-        loop = MainLoop(m, None, timeout=120)
-        loop.gdb = stub
-        stub.loop = loop
-        sent = []
-        stub.conn.send = lambda p: sent.append(p if isinstance(p, str) else p.decode())
+        loop, sent = in_loop(stub)
         # at F000:FFF0 (the BIOS's reset jump): step it, then run to a breakpoint at 0x7c00, step
         # the `jmp $` (it stays), and kill
         stub.conn.pending += [("packet", b"vCont;s:1"), ("packet", b"Z0,7c00,1"), ("packet", b"c"),
@@ -267,16 +274,11 @@ def test_step_over_hlt_with_interrupts_off_stops():
     """A single step whose instruction is a final HLT (IF=0) still answers T05, and gdb can go on
     looking at the halted machine."""
     from emu.cpu import state as S
-    from emu.mainloop import MainLoop
 
     stub = make_stub(b"\xfa\xf4\xeb\xfd" + bytes(506) + b"\x55\xaa")  # cli; hlt; jmp $-3
     try:
         m = stub.m
-        loop = MainLoop(m, None, timeout=120)
-        loop.gdb = stub
-        stub.loop = loop
-        sent = []
-        stub.conn.send = lambda p: sent.append(p if isinstance(p, str) else p.decode())
+        loop, sent = in_loop(stub)
         stub.conn.pending += [("packet", b"Z0,7c00,1"), ("packet", b"c"), ("packet", b"s"), ("packet", b"s"),
                               ("packet", b"p8"), ("packet", b"k")]
         assert loop.run() == 0
@@ -408,7 +410,6 @@ def test_breakpoint_inside_a_block_stops_each_time_and_the_rest_runs_block_by_bl
     """A breakpoint in the middle of a loop's block stops before its instruction on every pass
     (ECX counts 2, 4, 6), and code far from it (a warm-up loop of 10-instruction blocks) does not
     run one instruction per turn: the loop leaves only before each block while a breakpoint is set."""
-    from emu.mainloop import MainLoop
 
     # 0x7c00: mov cx, 1000; w: 8 x inc ax; dec cx; jnz w; jmp 0x7de0 (far from the breakpoint)
     warm = bytes.fromhex("b9e803") + b"\x40" * 8 + bytes.fromhex("4975f5")
@@ -418,12 +419,7 @@ def test_breakpoint_inside_a_block_stops_each_time_and_the_rest_runs_block_by_bl
     sector = warm.ljust(0x1E0, b"\x90") + loop_code
     stub = make_stub(sector.ljust(510, b"\0") + b"\x55\xaa")
     try:
-        m = stub.m
-        loop = MainLoop(m, None, timeout=120)
-        loop.gdb = stub
-        stub.loop = loop
-        sent = []
-        stub.conn.send = lambda p: sent.append(p if isinstance(p, str) else p.decode())
+        loop, sent = in_loop(stub)
         stub.conn.pending += [("packet", b"Z0,7de8,1"), ("packet", b"c"), ("packet", b"p1"), ("packet", b"c"),
                               ("packet", b"p1"), ("packet", b"c"), ("packet", b"p1"), ("packet", b"k")]
         assert loop.run() == 0
