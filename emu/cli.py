@@ -454,11 +454,13 @@ def _cmd_boot(args) -> int:
 def _boot(args, signals: _StopSignals) -> int:
     import json
 
+    from emu import memprobe
     from emu.devices.uart16550 import StdioBackend, open_backend
     from emu.display import Frontend
     from emu.machine import Machine, MachineError
     from emu.mainloop import GuestError, MainLoop
 
+    memprobe.start_from_env()  # PYEMU_MEMPROBE=FILE: memory samples for soak diagnostics
     cfg = _boot_config(args)
     gdb_listener = None
     gdb_spec = args.opt_gdb or ("tcp::1234" if args.gdb_default else None)
