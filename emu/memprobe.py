@@ -29,15 +29,21 @@ class _Mallinfo2(ctypes.Structure):
                  "keepcost")]
 
 
+_mallinfo2 = None  # glibc's mallinfo2 once looked up (False: not there)
+
+
 def mallinfo() -> dict:
     """glibc's malloc totals in KiB (all arenas), or {} off glibc."""
-    try:
-        libc = ctypes.CDLL(None)
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):
+    global _mallinfo2
+    if _mallinfo2 is None:
+        try:
+            _mallinfo2 = ctypes.CDLL(None).mallinfo2
+            _mallinfo2.restype = _Mallinfo2
+        except (OSError, AttributeError):
+            _mallinfo2 = False
+    if not _mallinfo2:
         return {}
-    fn.restype = _Mallinfo2
-    m = fn()
+    m = _mallinfo2()
     return {"arena_kb": m.arena >> 10, "mmap_kb": m.hblkhd >> 10, "used_kb": m.uordblks >> 10,
             "free_kb": m.fordblks >> 10}
 

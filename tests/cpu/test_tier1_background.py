@@ -116,3 +116,33 @@ def test_a_retired_lljit_goes_once_its_last_library_is_unloaded(monkeypatch):
     assert first.tracker is None and first.jit.lljit.closed
     assert core.run(10_000_000) == S.EXIT_HLT
     assert int(core.st[S.EBX]) == int(ref.st[S.EBX])
+
+
+def test_the_heap_is_trimmed_after_libraries_are_unloaded(monkeypatch):
+    """LLVM's churn leaves free holes in the malloc arena that glibc keeps resident, so unloading
+    TRIM_UNLOADS libraries gives the free pages back (`trim_heap`)."""
+    from emu.translate import tier1 as T1
+
+    assert isinstance(T1.trim_heap(), bool)  # (glibc: malloc_trim; elsewhere a no-op)
+    trims = []
+    monkeypatch.setattr(T1, "trim_heap", lambda: trims.append(1) or True)
+    monkeypatch.setattr(T1, "TRIM_UNLOADS", 1)
+    monkeypatch.setenv("PYEMU_T1_SYNC", "1")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.drain()
+    assert core.tier1.sweep() == 0 and trims == []  # nothing unloaded: no trim
+    core.flush_blocks()
+    assert core.tier1.sweep() == 1 and trims == [1]
+    # in the background the worker unloads (and trims) before its next compile
+    monkeypatch.delenv("PYEMU_T1_SYNC")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.wait()
+    core.flush_blocks()
+    assert core.tier1.sweep() == 1 and trims == [1]  # queued for the worker
+    core.run(50_000)  # hot again: the worker's next compile
+    core.tier1.wait()
+    assert trims == [1, 1]
