@@ -1052,6 +1052,7 @@ class Tier1:
         # compiled code is unloaded with its library once no record calls any of its functions
         self.libraries: list[tuple[_Library, list[tuple[int, int]]]] = []  # (library, [(tb, address)])
         self._sweep_at = LIBRARY_SWEEP_MIN
+        self._flushes = int(blocks.bc[B.BC_FLUSHES])  # block-cache flushes as of the last sweep
         self._unload: list[_Library] = []  # libraries the worker unloads before its next compile
         self._untrimmed = 0  # libraries unloaded since the last trim_heap
 
@@ -1186,7 +1187,9 @@ class Tier1:
                 self._free(library)  # every block it compiled went stale meanwhile
         self.stats[K.COMPILED_BLOCKS] += len(used)
         self.stats[K.COMPILE_NS] += ns
-        if len(self.libraries) >= self._sweep_at:
+        flushes = int(self.blocks.bc[B.BC_FLUSHES])
+        if len(self.libraries) >= self._sweep_at or flushes != self._flushes:
+            self._flushes = flushes  # a flush leaves every library before it dead: free them now
             self.sweep()
 
     def sweep(self) -> int:

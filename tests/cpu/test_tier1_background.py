@@ -108,6 +108,7 @@ def test_a_retired_lljit_goes_once_its_last_library_is_unloaded(monkeypatch):
     core.tier1.drain()
     (first, _), = core.tier1.libraries
     core.flush_blocks()  # its blocks are gone
+    core.tier1._flushes = int(core.blocks.bc[B.BC_FLUSHES])  # (the next install must not sweep: we do)
     core.run(50_000)  # hot again: compiled into a second library, on a second LLJIT
     core.tier1.drain()
     assert [lib.jit for lib, _ in core.tier1.libraries][-1] is not first.jit
@@ -146,3 +147,20 @@ def test_the_heap_is_trimmed_after_libraries_are_unloaded(monkeypatch):
     core.run(50_000)  # hot again: the worker's next compile
     core.tier1.wait()
     assert trims == [1, 1]
+
+
+def test_a_flush_frees_the_compiled_code_at_the_next_install(monkeypatch):
+    """A block-cache flush leaves every library compiled before it dead; the next install sweeps
+    them at once rather than when the library count reaches the sweep threshold again (a soak's
+    RSS climbed by the dead code of a whole cache between two sweeps)."""
+    monkeypatch.setenv("PYEMU_T1_SYNC", "1")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.drain()
+    (first, _), = core.tier1.libraries
+    core.flush_blocks()
+    core.run(50_000)  # hot again: compiled and installed
+    core.tier1.drain()
+    assert first.tracker is None
+    assert len(core.tier1.libraries) == 1 and core.tier1.libraries[0][0] is not first
