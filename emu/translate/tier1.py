@@ -84,7 +84,8 @@ WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a 
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 JIT_MODULES = 256  # libraries one LLJIT links before a fresh one takes over (see `_Jit`)
-TRIM_UNLOADS = 32  # libraries unloaded between two malloc_trim calls (see `trim_heap`)
+TRIM_UNLOADS = 32  # the worker trims the heap after this many unloaded libraries (see `trim_heap`)
+TRIM_MODULES = 32  # or after this many modules built (the compiles' own churn, between two flushes)
 _BITS = {1: 8, 2: 16, 4: 32}
 _malloc_trim = None  # glibc's malloc_trim once looked up (False: not there)
 
@@ -97,8 +98,8 @@ def trim_heap() -> bool:
     most of it again, while what ORC keeps for a loaded library stays put in between: the arena ends
     up as long-lived chunks with free holes among them, which glibc returns only from the arena's
     top. Over a soak those holes grew the RSS by ~2-8 MiB a minute with the bytes in use flat, and
-    one malloc_trim took ~60 MiB back. So the worker trims after it unloads libraries (at sweep
-    cadence, every TRIM_UNLOADS libraries: a trim walks every arena's free chunks)."""
+    one malloc_trim took ~60 MiB back. So the worker trims after TRIM_UNLOADS unloaded libraries
+    or TRIM_MODULES built modules (not per module: a trim walks every arena's free chunks)."""
     global _malloc_trim
     if _malloc_trim is None:
         try:
@@ -1055,6 +1056,7 @@ class Tier1:
         self._flushes = int(blocks.bc[B.BC_FLUSHES])  # block-cache flushes as of the last sweep
         self._unload: list[_Library] = []  # libraries the worker unloads before its next compile
         self._untrimmed = 0  # libraries unloaded since the last trim_heap
+        self._built = 0  # modules the worker built since the last trim_heap
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
@@ -1147,8 +1149,9 @@ class Tier1:
             for library in unload:
                 library.close()
             self._untrimmed += len(unload)
-            if self._untrimmed >= TRIM_UNLOADS:
-                self._untrimmed = 0
+            self._built += 1
+            if self._untrimmed >= TRIM_UNLOADS or self._built >= TRIM_MODULES:
+                self._untrimmed = self._built = 0
                 t0 = time.perf_counter_ns()
                 trim_heap()  # what the unloads and the compiles since the last trim freed
                 if _LOG:
