@@ -367,10 +367,16 @@ class _Jit:
     Every library ORC links leaves its JITDylib (its symbol table) in the LLJIT's session for good,
     even once its code is unloaded: a few KiB a module, tens of MiB over an hour of a guest that
     keeps compiling. So an LLJIT links JIT_MODULES libraries, then a fresh one takes over, and the
-    retired one is disposed of with all its dylibs once its last library is unloaded."""
+    retired one is disposed of with all its dylibs once its last library is unloaded.
+
+    Its modules are parsed into its own LLVMContext: a context keeps every constant and type ever
+    made in it (uniqued, never freed), and guest code brings new addresses and immediates without
+    end, so the global context grew with every module (~100 bytes a new constant); this one goes
+    with the LLJIT."""
 
     def __init__(self, llvm):
         self.lljit = llvm.create_lljit_compiler()
+        self.context = llvm.create_context()  # (modules hold it too: it outlives the last of them)
         self.linked = 0  # libraries linked
         self.live = 0  # of which not unloaded yet
         self.retired = False
@@ -392,6 +398,7 @@ class _Jit:
     def _dispose_if_unused(self) -> None:
         if self.retired and self.live == 0 and not self.lljit.closed:
             self.lljit.close()
+            self.context = None
 
 
 class _Library:
@@ -610,7 +617,10 @@ class CodeGen:
                  for n, nargs in tier1_rt.ARITY.items()]
         decls.append("attributes #0 = { nounwind willreturn memory(none) }")
         src = "\n".join(decls + [f[2] for f in funcs]) + "\n"
-        mod = llvm.parse_assembly(src)
+        if self.jit.linked >= JIT_MODULES:
+            self.jit.retire()
+            self.jit = _Jit(llvm)
+        mod = llvm.parse_assembly(src, context=self.jit.context)
         mod.verify()
         if self._passes is None:  # one pass manager for every module: a new one a module leaked
             pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
@@ -625,9 +635,6 @@ class CodeGen:
             lib.import_symbol(name, addr)
         for _tb, name, _text, _n in funcs:
             lib.export_symbol(name)
-        if self.jit.linked >= JIT_MODULES:
-            self.jit.retire()
-            self.jit = _Jit(llvm)
         library = self.jit.link(lib, f"m{funcs[0][1]}")
         for tb, name, _text, n in funcs:
             result[tb] = (library.tracker[name], n)
