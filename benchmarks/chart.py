@@ -122,7 +122,8 @@ def line_chart(title: str, xs: list[float], ys: list[float], xlabel: str, ylabel
     for value, label in bands:
         _rect(img, left, py(value), left + plot_w, py(value) + 1, GREY)
         _text(img, left + plot_w + 4, py(value) - 8, label)
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), list(zip(xs, ys))[1:]):
+    points = list(zip(xs, ys, strict=True))
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
         n = max(abs(px(x1) - px(x0)), abs(py(y1) - py(y0)), 1)
         for i in range(n + 1):
             x = px(x0) + (px(x1) - px(x0)) * i // n

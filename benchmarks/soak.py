@@ -19,6 +19,7 @@ import argparse
 import glob
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -110,11 +111,12 @@ def main() -> int:
     ap.add_argument("--kernel", default=(sorted(glob.glob("/boot/vmlinuz-*-686*")) or [""])[-1])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
+    ap.add_argument("--emu-args", default="", help="more pyemu options, e.g. '-accel tcg,tier=0'")
     a = ap.parse_args()
     if not a.kernel or i386_busybox() is None:
         print("needs linux-image-*-686 (i386) and busybox-static (i386)", file=sys.stderr)
         return 2
-    r = soak(a.minutes, a.interval, a.kernel)
+    r = soak(a.minutes, a.interval, a.kernel, shlex.split(a.emu_args))
     st = r["stats"]
     flat = {k: v for d in st.values() if isinstance(d, dict) for k, v in d.items()} | st
     print(f"booted in {r['boot_s']} s; {r['rounds']} rounds in {a.minutes:g} min; RSS after boot "

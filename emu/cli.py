@@ -463,10 +463,12 @@ def _cmd_boot(args) -> int:
 def _boot(args, signals: _StopSignals) -> int:
     import json
 
+    from emu import memprobe
     from emu.devices.uart16550 import StdioBackend, open_backend
     from emu.machine import MachineError
     from emu.mainloop import GuestError
 
+    memprobe.start_from_env()  # PYEMU_MEMPROBE=FILE: memory samples for soak diagnostics
     cfg = _boot_config(args)
     gdb_listener = None
     gdb_spec = args.opt_gdb or ("tcp::1234" if args.gdb_default else None)

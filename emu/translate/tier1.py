@@ -30,6 +30,7 @@ The function returns `rows_done | T1_ENDED | T1_CHAIN | way << T1_WAY_SHIFT`:
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import sys
 import threading
@@ -84,7 +85,33 @@ WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a 
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 JIT_MODULES = 256  # libraries one LLJIT links before a fresh one takes over (see `_Jit`)
+TRIM_UNLOADS = 32  # the worker trims the heap after this many unloaded libraries (see `trim_heap`)
+TRIM_MODULES = 32  # or after this many modules built (the compiles' own churn, between two flushes)
 _BITS = {1: 8, 2: 16, 4: 32}
+_malloc_trim = None  # glibc's malloc_trim once looked up (False: not there)
+
+
+def trim_heap() -> bool:
+    """Give the free pages inside glibc's malloc arenas back to the OS (`malloc_trim(0)`); False
+    off glibc or when nothing was released.
+
+    LLVM allocates a module's IR, its passes' state and the object on the worker's arena, and frees
+    most of it again, while what ORC keeps for a loaded library stays put in between: the arena ends
+    up as long-lived chunks with free holes among them, which glibc returns only from the arena's
+    top. Over a soak those holes grew the RSS by ~2-8 MiB a minute with the bytes in use flat, and
+    one malloc_trim took ~60 MiB back. So the worker trims after TRIM_UNLOADS unloaded libraries
+    or TRIM_MODULES built modules (not per module: a trim walks every arena's free chunks)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes = [ctypes.c_size_t]
+            _malloc_trim.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    return bool(_malloc_trim and _malloc_trim(0))
+
+
 _ALU_ADD, _ALU_OR, _ALU_ADC, _ALU_SBB, _ALU_AND, _ALU_SUB, _ALU_XOR, _ALU_CMP, _ALU_TEST = range(9)
 
 
@@ -341,10 +368,16 @@ class _Jit:
     Every library ORC links leaves its JITDylib (its symbol table) in the LLJIT's session for good,
     even once its code is unloaded: a few KiB a module, tens of MiB over an hour of a guest that
     keeps compiling. So an LLJIT links JIT_MODULES libraries, then a fresh one takes over, and the
-    retired one is disposed of with all its dylibs once its last library is unloaded."""
+    retired one is disposed of with all its dylibs once its last library is unloaded.
+
+    Its modules are parsed into its own LLVMContext: a context keeps every constant and type ever
+    made in it (uniqued, never freed), and guest code brings new addresses and immediates without
+    end, so the global context grew with every module (~100 bytes a new constant); this one goes
+    with the LLJIT."""
 
     def __init__(self, llvm):
         self.lljit = llvm.create_lljit_compiler()
+        self.context = llvm.create_context()  # (modules hold it too: it outlives the last of them)
         self.linked = 0  # libraries linked
         self.live = 0  # of which not unloaded yet
         self.retired = False
@@ -366,6 +399,7 @@ class _Jit:
     def _dispose_if_unused(self) -> None:
         if self.retired and self.live == 0 and not self.lljit.closed:
             self.lljit.close()
+            self.context = None
 
 
 class _Library:
@@ -584,7 +618,10 @@ class CodeGen:
                  for n, nargs in tier1_rt.ARITY.items()]
         decls.append("attributes #0 = { nounwind willreturn memory(none) }")
         src = "\n".join(decls + [f[2] for f in funcs]) + "\n"
-        mod = llvm.parse_assembly(src)
+        if self.jit.linked >= JIT_MODULES:
+            self.jit.retire()
+            self.jit = _Jit(llvm)
+        mod = llvm.parse_assembly(src, context=self.jit.context)
         mod.verify()
         if self._passes is None:  # one pass manager for every module: a new one a module leaked
             pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
@@ -599,9 +636,6 @@ class CodeGen:
             lib.import_symbol(name, addr)
         for _tb, name, _text, _n in funcs:
             lib.export_symbol(name)
-        if self.jit.linked >= JIT_MODULES:
-            self.jit.retire()
-            self.jit = _Jit(llvm)
         library = self.jit.link(lib, f"m{funcs[0][1]}")
         for tb, name, _text, n in funcs:
             result[tb] = (library.tracker[name], n)
@@ -1046,7 +1080,10 @@ class Tier1:
         # compiled code is unloaded with its library once no record calls any of its functions
         self.libraries: list[tuple[_Library, list[tuple[int, int]]]] = []  # (library, [(tb, address)])
         self._sweep_at = LIBRARY_SWEEP_MIN
+        self._flushes = int(blocks.bc[B.BC_FLUSHES])  # block-cache flushes as of the last sweep
         self._unload: list[_Library] = []  # libraries the worker unloads before its next compile
+        self._untrimmed = 0  # libraries unloaded since the last trim_heap
+        self._built = 0  # modules the worker built since the last trim_heap
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
@@ -1138,6 +1175,14 @@ class Tier1:
                 unload, self._unload = self._unload, []
             for library in unload:
                 library.close()
+            self._untrimmed += len(unload)
+            self._built += 1
+            if self._untrimmed >= TRIM_UNLOADS or self._built >= TRIM_MODULES:
+                self._untrimmed = self._built = 0
+                t0 = time.perf_counter_ns()
+                trim_heap()  # what the unloads and the compiles since the last trim freed
+                if _LOG:
+                    print(f"tier1: malloc_trim in {(time.perf_counter_ns() - t0) / 1e6:.1f} ms", file=sys.stderr)
             t0 = time.perf_counter_ns()
             try:
                 result = self.gen.build(funcs)
@@ -1176,7 +1221,9 @@ class Tier1:
                 self._free(library)  # every block it compiled went stale meanwhile
         self.stats[K.COMPILED_BLOCKS] += len(used)
         self.stats[K.COMPILE_NS] += ns
-        if len(self.libraries) >= self._sweep_at:
+        flushes = int(self.blocks.bc[B.BC_FLUSHES])
+        if len(self.libraries) >= self._sweep_at or flushes != self._flushes:
+            self._flushes = flushes  # a flush leaves every library before it dead: free them now
             self.sweep()
 
     def sweep(self) -> int:
@@ -1195,6 +1242,11 @@ class Tier1:
             else:
                 self._free(library)
         freed = len(self.libraries) - len(keep)
+        if not self.background:
+            self._untrimmed += freed
+            if self._untrimmed >= TRIM_UNLOADS:  # (in the background the worker trims after its unloads)
+                self._untrimmed = 0
+                trim_heap()
         self.libraries = keep
         self._sweep_at = max(LIBRARY_SWEEP_MIN, 2 * len(keep))
         return freed

@@ -108,6 +108,7 @@ def test_a_retired_lljit_goes_once_its_last_library_is_unloaded(monkeypatch):
     core.tier1.drain()
     (first, _), = core.tier1.libraries
     core.flush_blocks()  # its blocks are gone
+    core.tier1._flushes = int(core.blocks.bc[B.BC_FLUSHES])  # (the next install must not sweep: we do)
     core.run(50_000)  # hot again: compiled into a second library, on a second LLJIT
     core.tier1.drain()
     assert [lib.jit for lib, _ in core.tier1.libraries][-1] is not first.jit
@@ -116,3 +117,50 @@ def test_a_retired_lljit_goes_once_its_last_library_is_unloaded(monkeypatch):
     assert first.tracker is None and first.jit.lljit.closed
     assert core.run(10_000_000) == S.EXIT_HLT
     assert int(core.st[S.EBX]) == int(ref.st[S.EBX])
+
+
+def test_the_heap_is_trimmed_after_libraries_are_unloaded(monkeypatch):
+    """LLVM's churn leaves free holes in the malloc arena that glibc keeps resident, so unloading
+    TRIM_UNLOADS libraries gives the free pages back (`trim_heap`)."""
+    from emu.translate import tier1 as T1
+
+    assert isinstance(T1.trim_heap(), bool)  # (glibc: malloc_trim; elsewhere a no-op)
+    trims = []
+    monkeypatch.setattr(T1, "trim_heap", lambda: trims.append(1) or True)
+    monkeypatch.setattr(T1, "TRIM_UNLOADS", 1)
+    monkeypatch.setenv("PYEMU_T1_SYNC", "1")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.drain()
+    assert core.tier1.sweep() == 0 and trims == []  # nothing unloaded: no trim
+    core.flush_blocks()
+    assert core.tier1.sweep() == 1 and trims == [1]
+    # in the background the worker unloads (and trims) before its next compile
+    monkeypatch.delenv("PYEMU_T1_SYNC")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.wait()
+    core.flush_blocks()
+    assert core.tier1.sweep() == 1 and trims == [1]  # queued for the worker
+    core.run(50_000)  # hot again: the worker's next compile
+    core.tier1.wait()
+    assert trims == [1, 1]
+
+
+def test_a_flush_frees_the_compiled_code_at_the_next_install(monkeypatch):
+    """A block-cache flush leaves every library compiled before it dead; the next install sweeps
+    them at once rather than when the library count reaches the sweep threshold again (a soak's
+    RSS climbed by the dead code of a whole cache between two sweeps)."""
+    monkeypatch.setenv("PYEMU_T1_SYNC", "1")
+    core = CpuCore(ram_bytes=1 << 20, tier1_threshold=THRESHOLD)
+    start(core, loop(300_000))
+    core.run(50_000)
+    core.tier1.drain()
+    (first, _), = core.tier1.libraries
+    core.flush_blocks()
+    core.run(50_000)  # hot again: compiled and installed
+    core.tier1.drain()
+    assert first.tracker is None
+    assert len(core.tier1.libraries) == 1 and core.tier1.libraries[0][0] is not first
