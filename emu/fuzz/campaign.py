@@ -50,13 +50,16 @@ def run_batch(seed: int, indices: list[int], modes: tuple[str, ...], budget: int
     findings = []
     compiled = 0
     t = time.perf_counter()
+    r = _get_runner(budget)
+    compared = r.uc_compared
     for i in indices:
         p = program_for(seed, i, modes)
         f = check_program(p, budget, use_unicorn)
         compiled += _runner.compiled > 0
         if f is not None:
             findings.append({"index": i, "program": p, "finding": f})
-    return {"n": len(indices), "findings": findings, "compiled": compiled, "seconds": time.perf_counter() - t}
+    return {"n": len(indices), "findings": findings, "compiled": compiled, "unicorn": r.uc_compared - compared,
+            "seconds": time.perf_counter() - t}
 
 
 # ------------------------------------------------------------------------------ isolation in a child
@@ -133,12 +136,12 @@ def reproduces(p: dict, f: dict, budget: int) -> bool:
         g = isolate([p], budget)[0]
     else:
         try:
-            g = check_program(p, budget)
+            g = check_program(p, budget, use_unicorn=f["kind"] == "unicorn")
         except Exception:  # noqa: BLE001
             return False
     if g is None or g["kind"] != f["kind"]:
         return False
-    if f["kind"] == "divergence":
+    if f["kind"] in ("divergence", "unicorn"):
         return sorted(g["detail"]) == sorted(f["detail"])
     return True
 
@@ -164,7 +167,7 @@ def minimize(p: dict, f: dict, budget: int, max_tries: int = 300) -> tuple[dict,
     q = dict(p, code=code.hex())
     g = f
     if f["kind"] not in ("crash", "hang"):
-        g = check_program(q, budget) or f
+        g = check_program(q, budget, use_unicorn=f["kind"] == "unicorn") or f
     return q, g
 
 
@@ -178,8 +181,8 @@ def write_reproducer(out: str, p: dict, f: dict, budget: int, original_len: int)
 
 
 def finding_key(p: dict, f: dict) -> tuple:
-    if f["kind"] == "divergence":
-        return ("divergence", p["mode"], tuple(sorted(f["detail"])))
+    if f["kind"] in ("divergence", "unicorn"):
+        return (f["kind"], p["mode"], tuple(sorted(f["detail"])))
     return (f["kind"], p["mode"])
 
 
@@ -285,6 +288,7 @@ def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all"
     return {"programs": n, "seconds": round(seconds, 2), "programs_per_s": round(n / seconds, 2) if seconds else 0,
             "workers": 0 if ray_address else workers, "ray": ray_address, "modes": list(modes), "seed": seed,
             "budget": budget, "with_compiled_second_run": sum(r["compiled"] for r in results),
+            "compared_with_unicorn": sum(r.get("unicorn", 0) for r in results),
             "findings": findings, "finding_kinds": {"/".join(map(str, k)): v for k, v in keys.items()}}
 
 
@@ -315,7 +319,8 @@ def cmd_fuzz(args) -> int:
         print(f"finding: {f['kind']} mode={f['mode']} seed={f['seed']} {json.dumps(f['finding'])[:300]}"
               + (f" -> {f['reproducer']}" if "reproducer" in f else ""))
     print(f"{s['programs']} programs in {s['seconds']} s: {s['programs_per_s']} programs/s, "
-          f"{len(s['findings'])} findings ({s['with_compiled_second_run']} ran compiled blocks)")
+          f"{len(s['findings'])} findings ({s['with_compiled_second_run']} ran compiled blocks"
+          + (f", {s['compared_with_unicorn']} compared with unicorn)" if args.unicorn else ")"))
     print(json.dumps({k: v for k, v in s.items() if k != "findings"}))
     return 1 if s["findings"] else 0
 

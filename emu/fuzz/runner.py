@@ -215,6 +215,8 @@ class Runner:
         for core in (self.t0, self.t1):  # the ROM copy (C0000-FFFFF) holds HLT too
             core.mem[core.phys.rom_base:core.phys.rom_base + core.phys.rom_size] = 0xF4
         self.runs = 0
+        self.compiled = 0  # compiled instructions in the last tier-1 run
+        self.uc_compared = 0  # programs compared with unicorn (emu.fuzz.ucdiff)
 
     def _load(self, core, mem: np.ndarray, p: dict, keep_blocks: bool) -> None:
         if keep_blocks:  # put back the pages the last run changed; drop the blocks on them

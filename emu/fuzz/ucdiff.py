@@ -1,23 +1,187 @@
 """`pyemu fuzz --unicorn`: flat 32-bit ring-0 programs that run to their closing HLT in pyemu
 without an exception or an I/O exit are run in unicorn too; the GPRs, EIP and RAM must agree.
 
-Kept simple: flags are not compared (random code leaves many undefined), and a value computed from
-an undefined flag or an undefined result (BSF of 0, ...) can still differ; these findings are
-informational (kind `unicorn`), for a person to judge.
+Unicorn starts from the same machine: the GDT, IDT and TSS in RAM, the same selectors in every
+segment register and TR, and the x87 power-up state (SDM Vol 3, Table 9-1). A program is not
+compared when, decoded straight through, it reaches an instruction whose result is the CPU model's
+own (CPUID, RDTSC), undefined (BSWAP r16), or one of two allowed forms (a 32-bit PUSH of a
+selector), or reads a flag that an earlier instruction left undefined; nor when the run leaves an
+unmasked x87 exception pending (the SDM keeps the destination, TCG writes it).
+
+Flags are not compared. A jump can still hide an undefined flag or result from the straight-through
+decoding, and pyemu rounds x87 results to double precision; so a finding (kind `unicorn`) is for
+a person to judge.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from emu.cpu import state as S
 from emu.fuzz import gen as G
 from emu.fuzz import runner as R
 
-_uc = None
+HLT = b"\xf4"
+MODEL_SPECIFIC = frozenset(("cpuid", "rdtsc", "rdtscp", "rdpmc", "rdrand", "rdseed"))
+"""Instructions whose results differ between CPU models by design."""
+FPU_ENV_STORES = frozenset(("fnstenv", "fnsave", "fxsave", "fstenv", "fsave"))
+"""They store the last-instruction pointers FIP/FDP, which QEMU's TCG does not keep."""
+VEC_UD = 6  # #UD, which unicorn reports as UC_ERR_INSN_INVALID
+ESP = 4  # index of ESP among the GPRs
+ERROR_CODE_VECTORS = frozenset((8, 10, 11, 12, 13, 14, 17))  # #DF #TS #NP #SS #GP #PF #AC push one
+FRAME_MAX = 16  # a ring-0 exception frame: error code, EIP, CS, EFLAGS (SDM Vol 3, 6.12.1)
+FSW_ES = 0x80  # x87 FSW.ES: an unmasked exception is pending (SDM Vol 1, 8.1.3.1)
+FLAGS_READERS = frozenset(("pushfd", "pushf", "lahf"))
+UNICORN_LACKS = frozenset(("int1",))  # ICEBP: #DB in pyemu and on real CPUs, #UD in unicorn 2.1
+SEGMENT_FAULTS = frozenset((10, 11, 12, 13))  # #TS #NP #SS #GP
+CS_AC_WRITE = 2  # capstone: the operand is written
+ROM_START = 0xC0000  # the PC's option-ROM and BIOS area: pyemu ignores writes there
+OPSIZE = 0x66
+LOCK = 0xF0
+PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
+
+
+def _flag_bits():
+    from capstone import x86_const as CX
+
+    out = []
+    for f in ("CF", "PF", "AF", "ZF", "SF", "OF"):
+        defs = 0
+        for kind in ("MODIFY", "RESET", "SET"):
+            defs |= getattr(CX, f"X86_EFLAGS_{kind}_{f}")
+        out.append((getattr(CX, f"X86_EFLAGS_TEST_{f}"), getattr(CX, f"X86_EFLAGS_UNDEFINED_{f}"), defs))
+    return out
+
+
+try:
+    from capstone import x86_const as _CX
+
+    FLAG_BITS = _flag_bits()
+    ALL_FLAGS = sum(t for t, _, _ in FLAG_BITS)
+    SEGMENT_REGS = frozenset((_CX.X86_REG_ES, _CX.X86_REG_CS, _CX.X86_REG_SS, _CX.X86_REG_DS, _CX.X86_REG_FS,
+                              _CX.X86_REG_GS))
+    UNREPORTED_GROUPS = frozenset(getattr(_CX, f"X86_GRP_{g}") for g in (
+        "MMX", "SSE1", "SSE2", "SSE3", "SSSE3", "SSE41", "SSE42", "SSE4A", "3DNOW", "AVX", "AVX2", "AVX512",
+        "AES", "PCLMUL", "SHA", "FMA", "FMA4", "F16C", "XOP", "TBM", "BMI2", "ADX", "RTM", "HLE", "SGX", "VM",
+        "FSGSBASE"))
+except ImportError:  # capstone is a runtime dependency; this keeps the module importable without it
+    FLAG_BITS, ALL_FLAGS, SEGMENT_REGS, UNREPORTED_GROUPS = [], 0, frozenset(), frozenset()
+
+
+def _has_lock(raw) -> bool:
+    for byte in raw:
+        if byte == LOCK:
+            return True
+        if byte not in PREFIXES:
+            return False
+    return False
+
+
+def not_comparable(code: bytes, at: int) -> str | None:
+    """Why unicorn and pyemu may rightly disagree on `code` (decoded straight through, as far as
+    capstone can), or None: an instruction whose result is model-specific or undefined, or one
+    that reads a flag an earlier instruction left undefined (SDM Vol 1, Appendix A)."""
+    import capstone
+    from capstone import x86_const as CX
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    md.detail = True
+    end = at + len(code)
+    undefined = 0  # flags (as TEST_ bits) that the instructions so far left undefined
+    stop = at  # where capstone's decoding ends
+    for insn in md.disasm(code + HLT, at):
+        stop = insn.address + insn.size
+        if insn.address < end < insn.address + insn.size:
+            return "the closing HLT is part of the last instruction"  # unicorn stops only on a boundary
+        m = insn.mnemonic
+        if m in MODEL_SPECIFIC or m in FPU_ENV_STORES:
+            return m
+        if m == "bswap" and insn.bytes[0] == OPSIZE:  # SDM: BSWAP r16 is undefined
+            return "bswap r16"
+        if m == "push" and OPSIZE not in insn.prefix and insn.operands[0].type == CX.X86_OP_REG \
+                and insn.operands[0].reg in SEGMENT_REGS:
+            return "push sreg"  # SDM PUSH: a 32-bit push of a selector may be a 16-bit move
+        if _has_lock(insn.bytes) and (not insn.operands or insn.operands[0].type != CX.X86_OP_MEM):
+            return "lock without a memory destination"  # #UD; unicorn 2.1 aborts on LOCK BT* reg
+        if m in UNICORN_LACKS:
+            return m
+        if any(op.type == CX.X86_OP_MEM and op.mem.segment == CX.X86_REG_CS and op.access & CS_AC_WRITE
+               for op in insn.operands):
+            return "a write through CS"  # #GP; TCG does not check segment rights
+        reads = ALL_FLAGS if m in FLAGS_READERS else 0
+        for test, undef, defs in FLAG_BITS:
+            if insn.eflags & test:
+                reads |= test
+            if insn.eflags & undef:
+                undefined |= test
+            elif insn.eflags & defs:
+                undefined &= ~test
+        if reads & undefined:
+            return f"{m} reads a flag left undefined"
+    if _has_lock(code[stop - at:]):  # an encoding capstone rejects, with a LOCK among its prefixes
+        return "lock without a memory destination"
+    return None
+
+
+def _pyemu_lacks(code: bytes, at: int) -> bool:
+    """Is the instruction at `at`, where pyemu raised #UD, one that capstone rejects too (unicorn
+    runs some, e.g. 8F /6 as POP) or one of a feature pyemu's CPUID does not report (MMX, SSE, ...)?"""
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    md.detail = True
+    insn = next(md.disasm(code, at, 1), None)
+    return insn is None or any(g in UNREPORTED_GROUPS for g in insn.groups)
+
+
+def _decodes(code: bytes, at: int) -> bool:
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    return next(md.disasm(code, at, 1), None) is not None
+
+
+def _machine(uc, X) -> None:
+    """GDTR, IDTR, TR, the flat ring-0 selectors of emu.fuzz.runner.setup_state, and the x87
+    power-up state (FCW 0040h, FSW 0, FTW 5555h), so that a reused unicorn starts clean."""
+    uc.reg_write(X.UC_X86_REG_GDTR, (0, G.GDT, G.GDT_ENTRIES * 8 - 1, 0))
+    uc.reg_write(X.UC_X86_REG_IDTR, (0, G.IDT, 0x7FF, 0))
+    for rid in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_FS, X.UC_X86_REG_GS):
+        uc.reg_write(rid, G.SEL_DATA32)
+    uc.reg_write(X.UC_X86_REG_CS, G.SEL_CODE32)
+    uc.reg_write(X.UC_X86_REG_TR, (G.SEL_TSS, G.TSS, 0x67, 0x8B))
+    uc.reg_write(X.UC_X86_REG_FPCW, S.FPU_FCW_POWERUP)
+    uc.reg_write(X.UC_X86_REG_FPSW, 0)
+    uc.reg_write(X.UC_X86_REG_FPTAG, S.FPU_FTW_POWERUP)
+    for i in range(8):
+        uc.reg_write(getattr(X, f"UC_X86_REG_ST{i}"), 0)
+
+
+_events: list[int] = []  # the vectors unicorn reported in the current run
+
+
+def _on_interrupt(uc, intno, _data) -> None:
+    _events.append(intno)
+    uc.emu_stop()
+
+
+def _unicorn():
+    """A fresh unicorn for each program (0.3 ms): one reused across programs kept hidden state
+    from an earlier program's faulting RETF/IRET that `reg_write` cannot reset, and a later BOUND
+    then ran without its #BR (seed 2027, programs 819 and 821 before 822)."""
+    import unicorn
+
+    uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_32)
+    uc.mem_map(0, G.RAM)
+    uc.hook_add(unicorn.UC_HOOK_INTR, _on_interrupt)
+    return uc
 
 
 def unicorn_check(r: R.Runner, p: dict) -> dict | None:
-    global _uc
+    """Run `p` in unicorn where pyemu's tier-0 run ended on a HLT with no I/O exit: at the closing
+    HLT, at a HLT elsewhere (a jump into the HLT fill), or in the handler stub of an exception or
+    INT n (then unicorn must report the same vector, and the exception frame pyemu pushed is left
+    out of the RAM comparison). None when they agree or the program is not comparable."""
     if p["mode"] != "pm32" or p["ring3"]:
         return None
     import unicorn
@@ -28,35 +192,70 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
     s = dict(s0)
     code = bytes.fromhex(p["code"])
     at = G.CODE_BASE + p["code_off"]
-    if s["reason"] != "hlt" or s["exits"] or s["eip"] != at + len(code) + 1:
-        return None  # not straight through to the closing HLT
-    if _uc is None:
-        _uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_32)
-        _uc.mem_map(0, G.RAM)
-    uc = _uc
+    if s["reason"] != "hlt" or s["exits"]:
+        return None
+    halt = s["eip"] - 1  # the HLT pyemu stopped on
+    vector = halt - G.STUBS if G.STUBS <= halt < G.STUBS + 256 else None
+    if not_comparable(code, at):
+        return None
+    if int(r.t0.st[S.FPU_FSW]) & FSW_ES:
+        return None  # an unmasked x87 exception: the SDM leaves the destination as it was, TCG writes it
+    uc = _unicorn()
     uc.mem_write(0, mem.tobytes())
-    uc.ctl_remove_cache(0, G.RAM)
+    _machine(uc, X)
     ids = [X.UC_X86_REG_EAX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX, X.UC_X86_REG_EBX, X.UC_X86_REG_ESP,
            X.UC_X86_REG_EBP, X.UC_X86_REG_ESI, X.UC_X86_REG_EDI]
     for rid, v in zip(ids, p["regs"], strict=True):
         uc.reg_write(rid, v & 0xFFFF_FFFF)
     uc.reg_write(X.UC_X86_REG_EFLAGS, p["eflags"] | 2)
+    _events.clear()
     try:
-        uc.emu_start(at, at + len(code), count=r.budget)
-    except unicorn.UcError:
-        _uc = None
-        return None  # unicorn could not run it (an exception pyemu did not take is not judged here)
-    got = tuple(uc.reg_read(rid) & 0xFFFF_FFFF for rid in ids)
+        uc.emu_start(at, 0, count=r.budget)
+    except unicorn.UcError as exc:
+        if exc.errno != unicorn.UC_ERR_INSN_INVALID:
+            return None  # unicorn could not run it
+        _events.append(VEC_UD)
+    r.uc_compared += 1
+    got = [uc.reg_read(rid) & 0xFFFF_FFFF for rid in ids]
+    want = list(s["gprs"])
     eip = uc.reg_read(X.UC_X86_REG_EIP)
-    ram = R.ram_digest(uc.mem_read(0, G.RAM))
-    want = s["gprs"]
-    if got != want or eip != at + len(code) or ram != s["ram"]:
-        detail = {"gprs": [list(want), list(got)]} if got != want else {}
-        if eip != at + len(code):
-            detail["eip"] = [at + len(code), eip]
-        if ram != s["ram"]:
-            ucmem = np.frombuffer(bytes(uc.mem_read(0, G.RAM)), dtype=np.uint8)
-            diff = np.nonzero(ucmem != r.t0.mem[:G.RAM])[0]
-            detail["ram_first_diff"] = hex(int(diff[0])) if len(diff) else None
-        return {"kind": "unicorn", "detail": detail}
-    return None
+    ucmem = np.frombuffer(bytes(uc.mem_read(0, G.RAM)), dtype=np.uint8)
+    mine = r.t0.mem[:G.RAM]
+    detail: dict = {}
+    if vector is None:  # both must halt at the same HLT
+        if _events and _events[0] == VEC_UD and _decodes(bytes(ucmem[eip:eip + 16]), eip):
+            return None  # an encoding real CPUs run that unicorn rejects (F6 /1 TEST, ...)
+        if _events:
+            detail["vector"] = [None, _events[0]]
+        elif eip != halt + 1:
+            detail["eip"] = [halt + 1, eip]
+        same_ram = R.ram_digest(ucmem) == s["ram"]
+    else:  # both take the same exception at the same instruction; ESP differs by pyemu's frame
+        frame = want[ESP]
+        at_eip = frame + (4 if vector in ERROR_CODE_VECTORS else 0)
+        if at_eip + 4 > G.RAM:
+            return None  # the frame went to unbacked memory: nothing to compare it with
+        saved_eip = int.from_bytes(mine[at_eip:at_eip + 4].tobytes(), "little")
+        uc_vector = _events[0] if _events else None
+        if vector == VEC_UD and _pyemu_lacks(bytes(mine[saved_eip:saved_eip + 16]), saved_eip):
+            return None
+        if vector in SEGMENT_FAULTS and uc_vector != vector:
+            return None  # a descriptor check: TCG skips some, and unicorn reports others as #DF
+        if uc_vector == VEC_UD and vector != VEC_UD and _decodes(bytes(ucmem[eip:eip + 16]), eip):
+            return None  # an encoding real CPUs run that unicorn rejects (F6 /1 TEST, ...)
+        if uc_vector != vector:
+            detail["vector"] = [vector, uc_vector]
+        elif saved_eip != eip:
+            detail["eip"] = [saved_eip, eip]
+        got[ESP] = want[ESP]
+        keep = np.ones(G.RAM, dtype=bool)
+        keep[frame:frame + FRAME_MAX] = False
+        same_ram = bool(np.array_equal(ucmem[keep], mine[keep]))
+    if not np.array_equal(ucmem[ROM_START:], mine[ROM_START:]):
+        return None  # a write to the ROM copy at C0000h: ignored in pyemu, RAM in unicorn
+    if got != want:
+        detail["gprs"] = [want, got]
+    if not same_ram:
+        diff = np.nonzero(ucmem != mine)[0]
+        detail["ram_first_diff"] = hex(int(diff[0])) if len(diff) else None
+    return {"kind": "unicorn", "detail": detail} if detail else None

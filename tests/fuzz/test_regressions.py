@@ -3,8 +3,9 @@
 A reproducer (written by `pyemu fuzz --out DIR`, then copied here) holds the program (mode, seed,
 code, initial registers and flags) and the finding it showed. The program must now pass: tier 0
 and both tier-1 runs end in the same state, within the budget, without an exception; crashes and
-hangs are replayed in a child process. A known-open finding carries `"xfail": "reason"` and is
-expected to fail (strict: when it starts passing, drop the field).
+hangs are replayed in a child process; a `unicorn` finding must also agree with unicorn. A
+known-open finding carries `"xfail": "reason"` and is expected to fail (strict: when it starts
+passing, drop the field).
 """
 
 from __future__ import annotations
@@ -36,5 +37,8 @@ def test_reproducer(path):
     else:
         from emu.fuzz.campaign import check_program
 
-        result = check_program(p, budget)
+        use_unicorn = data["finding"]["kind"] == "unicorn"
+        if use_unicorn:
+            pytest.importorskip("unicorn")
+        result = check_program(p, budget, use_unicorn)
     assert result is None, json.dumps(result)[:2000]
