@@ -91,6 +91,8 @@ def qemu_command(img: Path) -> list[str]:
             "-drive", f"file={img},if=floppy,format=raw", "-m", "16", "-no-reboot"]
 
 
+# sound: driver=dummy -- without it Debian's bochs 2.7 opens ALSA, and where ALSA has no default device
+# its sound thread aborts the process ("buffer overflow detected") before the guest runs.
 BOCHSRC = """\
 megs: 16
 romimage: file={bios}
@@ -108,6 +110,7 @@ info: action=ignore
 debug: action=ignore
 port_e9_hack: enabled=1
 mouse: enabled=0
+sound: driver=dummy
 """
 
 
