@@ -303,9 +303,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--budget", type=int, default=20_000, help="instructions per run (default 20000)")
     parser.add_argument("--batch", type=int, default=BATCH, help="programs per batch (task)")
     parser.add_argument("--max-seconds", type=float, help="stop starting batches after this long (local workers)")
+    parser.add_argument("--matrix", metavar="SPEC", help="run an image-test matrix (JSON: images x options) instead")
 
 
 def cmd_fuzz(args) -> int:
+    if args.matrix:
+        from emu.fuzz.matrix import cmd_matrix
+
+        return cmd_matrix(args)
+
     def log(msg):
         print(f"fuzz: {msg}", file=sys.stderr, flush=True)
 
