@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import pyemu_env  # noqa: E402
 from tests.initramfs import busybox_initramfs, i386_busybox  # noqa: E402
 
 PROMPT = b"/ # "
@@ -40,7 +40,7 @@ def boot_once(kernel: str, initrd: Path, icount: bool, stats_path: Path,
     if icount:
         args.append("-icount")
     args += extra_args or []
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = pyemu_env()
     t_prompt = time_to_prompt(args, env)
     return t_prompt, json.loads(stats_path.read_text())
 

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import build, reference  # noqa: E402
+from benchmarks import build, pyemu_env, reference  # noqa: E402
 
 EMULATORS = ("pyemu", "qemu", "bochs")
 LINUX = "linux"
@@ -162,7 +162,7 @@ def check_output(run: Run, out: bytes, expected: str | None, what: str) -> Run:
 def run_pyemu(img: Path, expected: str | None, extra: list[str], tmp: Path, timeout: float) -> Run:
     stats_path = tmp / "pyemu-stats.json"
     stats_path.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = pyemu_env()
     wall, rc, out, err = run_process(pyemu_command(img, stats_path, extra), timeout, env)
     run = Run(wall=wall, rc=rc)
     if rc is None:
