@@ -26,9 +26,20 @@ deterministic):
   reports soft lockups.
 
 A guest write to the TSC (WRMSR 10h) or a machine reset moves the anchor.
+
+When guest time is host time, the rate windows are measured in the main thread's CPU time, not in
+wall time: time the host spent running other processes is guest time that passed with no
+instructions retired, like a halt, and measured in wall time it made the rate too high. On a loaded
+host (six pyemus on two cores) the next slice then pushed the TSC milliseconds ahead of guest time,
+where it crawled at RATE_MIN until guest time caught up; SeaBIOS, calibrating its TSC against PIT
+channel 2 in that time, measured "CPU Mhz=0", its floppy timeouts fired at once, and the boot
+ended in "No bootable device" (found by the image-test matrix). A preemption now only leaves the
+TSC behind, to be caught up at the next exit.
 """
 
 from __future__ import annotations
+
+import time
 
 from emu.cpu import state as S
 
@@ -46,6 +57,9 @@ class TscSync:
     def __init__(self, st, clock):
         self.st = st
         self.clock = clock
+        # what rate windows are measured in: the clock under -icount (deterministic), else this
+        # thread's CPU time (see the module docstring)
+        self.busy_ns = time.thread_time_ns if getattr(clock, "icount", True) is False else clock.now
         self._anchor()
 
     def _anchor(self) -> None:
@@ -53,14 +67,15 @@ class TscSync:
         self.icount = int(st[S.ICOUNT])
         self.offset = int(st[S.TSC_OFFSET])
         self.rate = int(st[S.TSC_RATE])
-        self.anchor_ns = self.window_ns = self.clock.now()
+        self.anchor_ns = self.clock.now()
+        self.window_ns = self.busy_ns()
         self.window_icount = self.icount
         self.anchor_tsc = tsc_value(self.icount, self.offset, self.rate)
 
     def idle(self) -> None:
         """The guest halted and the main loop waited for an interrupt: start a new rate window
         here, so the wait (guest time with no instructions) is not taken for slow instructions."""
-        self.window_ns, self.window_icount = self.clock.now(), int(self.st[S.ICOUNT])
+        self.window_ns, self.window_icount = self.busy_ns(), int(self.st[S.ICOUNT])
 
     def sync(self) -> None:
         st = self.st
@@ -74,11 +89,12 @@ class TscSync:
         target = self.anchor_tsc + (now - self.anchor_ns)
         if target > tsc:
             tsc = target
-        span, insns = now - self.window_ns, icount - self.window_icount
+        busy = self.busy_ns()
+        span, insns = busy - self.window_ns, icount - self.window_icount
         if span >= RATE_WINDOW_NS and insns > 0:
             measured = (span << S.TSC_RATE_SHIFT) // insns
             rate = measured * RATE_UNDERSHOOT[0] // RATE_UNDERSHOOT[1]
-            self.window_ns, self.window_icount = now, icount
+            self.window_ns, self.window_icount = busy, icount
         if tsc > target:  # ahead of guest time: all but stop it now (it is never pulled back)
             rate = RATE_MIN
         rate = max(RATE_MIN, min(RATE_MAX, rate))

@@ -96,11 +96,17 @@ def run_job(job: dict) -> dict:
         for where in ("serial", "screen"):
             want = job.get(where)
             if want is not None and want not in got[where]:
-                last = got[where].strip().splitlines()[-1:] or [""]
-                why = f"{where} lacks {want!r} (status {proc.returncode}; last line {last[0][:80]!r})"
+                why = f"{where} lacks {want!r} (status {proc.returncode}; last line {_last(got[where])!r}"
+                why += f"; screen {_last(got['screen'])!r})" if where == "serial" else ")"
                 break
     return {"name": job["name"], "result": "fail" if why else "pass", "why": why, "seconds": seconds,
             "status": proc.returncode}
+
+
+def _last(text: str) -> str:
+    """The last non-blank line of `text`, stripped and cut to 80 characters."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:80] if lines else ""
 
 
 def _read(path: str) -> str:
