@@ -699,6 +699,41 @@ def _jump(b: _Block, target, ret, chain: bool, way="0") -> None:
     b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, "%accp"))
 
 
+def _jump_indirect(b: _Block, target, ret) -> None:
+    """End the block at an indirect transfer (RET, JMP/CALL r/m), or a CALL (which the loop does
+    not link), to `target`.
+
+    Where the target is on the block's own physical page, its block is looked up in the block
+    cache's table as the loop looks it up (the most recent way of its set: the hash of
+    `blockcache.table_set`) and, when the record passes the checks of a direct link (`_jump`),
+    tail-called; else back to the loop, which looks it up itself. A bytecode interpreter's
+    dispatch or a call-heavy workload's RETs then stay in compiled code instead of making a
+    round trip through the loop on every transfer."""
+    ret_v = ret | T1_ENDED
+    if ret != b.nrows:
+        b.leave(ret_v, eip=target)
+        return
+    tlin = b.op("and", b.op("add", "%csbase", target), M32)
+    blin = b.op("and", b.op("add", "%csbase", "%beip"), M32)
+    ok = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
+    want = b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
+    mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * 0x9E37)
+    slot = b.op("mul", b.op("and", mix, B.TABLE_SETS - 1), B.TABLE_WAYS * 8)
+    table = b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8))
+    cand = b.load64(b.op("add", table, slot))
+    has = b.icmp("sge", cand, 0)
+    rec = b.op("add", "%tbs", b.op("mul", b.sel(has, cand, 0), B.TB_WIDTH * 8))
+    fn = b.load64(b.op("add", rec, B.TB_FN * 8))
+    acc2 = b.op("add", "%accp", b.nrows)
+    room = b.op("sub", b.op("sub", "%budget", acc2), b.load64(b.op("add", rec, B.TB_NROWS * 8)))
+    inh = b.load64(b.slot(S.INHIBIT_IRQ))
+    for c in (has, b.icmp("eq", b.load64(b.op("add", rec, B.TB_PHYS * 8)), want),
+              b.icmp("eq", b.load64(b.op("add", rec, B.TB_HFLAGS * 8)), b.hflags),
+              b.icmp("sgt", fn, 0), b.icmp("sge", room, 0), b.icmp("eq", inh, 0)):
+        ok = b.emit(f"and i1 {ok}, {c}")
+    b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, "%accp"))
+
+
 def _stack_push(b: _Block, value, size: int, bail: int) -> None:
     esp = b.regs[S.ESP]
     nsp = b.op("and", b.op("sub", esp, size), b.smask)
@@ -949,21 +984,21 @@ def _gen_row(b: _Block, r, i: int) -> bool:
     if h == H.H_CALL_REL:
         _ieip, neip = _eips(b, r)
         _stack_push(b, neip, size, i)
-        _jump(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1, False)
+        _jump_indirect(b, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), i + 1)
         return True
     if h == H.H_JMP_IND or h == H.H_CALL_IND:
         v = _operand(b, dst, seg, ea, size, i)
         if h == H.H_CALL_IND:
             _ieip, neip = _eips(b, r)
             _stack_push(b, neip, size, i)
-        _jump(b, v, i + 1, False)
+        _jump_indirect(b, v, i + 1)
         return True
     if h == H.H_RET:
         osp = b.regs[S.ESP]
         host = b.access(S.SS, b.op("and", osp, b.smask), size, (ACC_READ,), i)
         v = b.host_load(host, size)
         _set_sp(b, b.op("add", osp, size + (imm & 0xFFFF)))
-        _jump(b, v, i + 1, False)  # RET
+        _jump_indirect(b, v, i + 1)
         return True
     raise Unsupported
 
