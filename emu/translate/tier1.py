@@ -681,13 +681,25 @@ def _jump(b: _Block, target, ret, chain: bool, way="0") -> None:
     b.latch = (latch, list(b.regs), b.cc, b.hits)
     b.lines.append("  br label %i0")
     b.label(out)
+    ok, want = _same_page(b, target)
+    cand = b.load64(b.op("add", "%tbs", b.op("add", (b.tb * B.TB_WIDTH + B.TB_NEXT0) * 8, b.op("shl", way, 3))))
+    _leave_linked(b, ret_v, target, ok, want, cand)
+
+
+def _same_page(b: _Block, target) -> tuple[str, str]:
+    """(is `target` on the block's own linear page, the physical address it then has)."""
     tlin = b.op("and", b.op("add", "%csbase", target), M32)
     blin = b.op("and", b.op("add", "%csbase", "%beip"), M32)
     ok = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
-    cand = b.load64(b.op("add", "%tbs", b.op("add", (b.tb * B.TB_WIDTH + B.TB_NEXT0) * 8, b.op("shl", way, 3))))
+    return ok, b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
+
+
+def _leave_linked(b: _Block, ret_v, target, ok, want, cand) -> None:
+    """Leave for `target`, tail-calling block `cand` (-1: none) where `ok` and the record passes the
+    loop's checks of a link: still valid at `want` with the same mode bits, compiled, within the
+    budget, no interrupt shadow."""
     has = b.icmp("sge", cand, 0)
     rec = b.op("add", "%tbs", b.op("mul", b.sel(has, cand, 0), B.TB_WIDTH * 8))
-    want = b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
     fn = b.load64(b.op("add", rec, B.TB_FN * 8))
     acc2 = b.op("add", "%accp", b.nrows)
     room = b.op("sub", b.op("sub", "%budget", acc2), b.load64(b.op("add", rec, B.TB_NROWS * 8)))
@@ -713,25 +725,11 @@ def _jump_indirect(b: _Block, target, ret) -> None:
     if ret != b.nrows:
         b.leave(ret_v, eip=target)
         return
-    tlin = b.op("and", b.op("add", "%csbase", target), M32)
-    blin = b.op("and", b.op("add", "%csbase", "%beip"), M32)
-    ok = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
-    want = b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
+    ok, want = _same_page(b, target)
     mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * 0x9E37)
     slot = b.op("mul", b.op("and", mix, B.TABLE_SETS - 1), B.TABLE_WAYS * 8)
-    table = b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8))
-    cand = b.load64(b.op("add", table, slot))
-    has = b.icmp("sge", cand, 0)
-    rec = b.op("add", "%tbs", b.op("mul", b.sel(has, cand, 0), B.TB_WIDTH * 8))
-    fn = b.load64(b.op("add", rec, B.TB_FN * 8))
-    acc2 = b.op("add", "%accp", b.nrows)
-    room = b.op("sub", b.op("sub", "%budget", acc2), b.load64(b.op("add", rec, B.TB_NROWS * 8)))
-    inh = b.load64(b.slot(S.INHIBIT_IRQ))
-    for c in (has, b.icmp("eq", b.load64(b.op("add", rec, B.TB_PHYS * 8)), want),
-              b.icmp("eq", b.load64(b.op("add", rec, B.TB_HFLAGS * 8)), b.hflags),
-              b.icmp("sgt", fn, 0), b.icmp("sge", room, 0), b.icmp("eq", inh, 0)):
-        ok = b.emit(f"and i1 {ok}, {c}")
-    b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, "%accp"))
+    cand = b.load64(b.op("add", b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8)), slot))
+    _leave_linked(b, ret_v, target, ok, want, cand)
 
 
 def _stack_push(b: _Block, value, size: int, bail: int) -> None:
