@@ -8,9 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 
 from emu.fuzz import gen as G
 
@@ -192,6 +189,12 @@ def _batches(programs: int, size: int) -> list[list[int]]:
 
 
 def _run_local(seed, batches, modes, budget, workers, use_unicorn, log, deadline=None):
+    # imported here, not at the top: `pyemu boot` builds the fuzz options and should not pay ~14 ms
+    # for multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from concurrent.futures.process import BrokenProcessPool
+
     results = []
     pool = ProcessPoolExecutor(workers)
     futs = [pool.submit(run_batch, seed, b, modes, budget, use_unicorn) for b in batches]
