@@ -32,6 +32,8 @@ def _select_numba_cache() -> None:
         return
     root = Path(__file__).resolve().parent
     digest = hashlib.sha1(os.environ.get("NUMBA_OPT", "3").encode())
+    if os.environ.get("NUMBA_BOUNDSCHECK", "") not in ("", "0"):  # `pyemu fuzz --boundscheck`: its own build
+        digest.update(b"boundscheck")
     compiled = [root / "rawptr.py", root / "stats.py"]
     for sub in _COMPILED_PACKAGES:
         compiled.extend((root / sub).rglob("*.py"))

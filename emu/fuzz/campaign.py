@@ -306,10 +306,34 @@ def add_arguments(parser) -> None:
     parser.add_argument("--budget", type=int, default=20_000, help="instructions per run (default 20000)")
     parser.add_argument("--batch", type=int, default=BATCH, help="programs per batch (task)")
     parser.add_argument("--max-seconds", type=float, help="stop starting batches after this long (local workers)")
+    parser.add_argument("--boundscheck", action="store_true",
+                        help="an engine built with numba's bounds checks (own cache; first run compiles it)")
     parser.add_argument("--matrix", metavar="SPEC", help="run an image-test matrix (JSON: images x options) instead")
 
 
+def use_boundscheck() -> None:
+    """Build the engine with numba's bounds checks (NUMBA_BOUNDSCHECK=1), in a cache of its own: an
+    array index out of range then raises IndexError, which the campaign reports as a finding.
+    Guest memory, the TLB and the state are reached through raw pointers (emu/rawptr.py), which
+    this does not check: they are kept in range by the TLB and the physical map themselves."""
+    import emu
+
+    if "numba" in sys.modules:
+        raise RuntimeError("--boundscheck must take effect before numba is imported")
+    os.environ["NUMBA_BOUNDSCHECK"] = "1"
+    os.environ.pop("NUMBA_CACHE_DIR", None)
+    emu._select_numba_cache()
+
+
 def cmd_fuzz(args) -> int:
+    if args.boundscheck:
+        use_boundscheck()
+        if args.workers > 0 and not args.ray:  # compile it once here, not in every worker at once
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([sys.executable, "-m", "emu", "fuzz", "--boundscheck", "--programs", "1",
+                                "--workers", "0", "--out", tmp], stdout=subprocess.DEVNULL, check=False)
     if args.matrix:
         from emu.fuzz.matrix import cmd_matrix
 
