@@ -59,7 +59,7 @@ class TscSync:
         self.clock = clock
         # what rate windows are measured in: the clock under -icount (deterministic), else this
         # thread's CPU time (see the module docstring)
-        self.busy_ns = time.thread_time_ns if getattr(clock, "icount", True) is False else clock.now
+        self.busy_ns = clock.now if getattr(clock, "icount", True) else time.thread_time_ns
         self._anchor()
 
     def _anchor(self) -> None:

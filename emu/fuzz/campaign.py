@@ -52,7 +52,7 @@ def run_batch(seed: int, indices: list[int], modes: tuple[str, ...], budget: int
     for i in indices:
         p = program_for(seed, i, modes)
         f = check_program(p, budget, use_unicorn)
-        compiled += _runner.compiled > 0
+        compiled += r.compiled > 0
         if f is not None:
             findings.append({"index": i, "program": p, "finding": f})
     return {"n": len(indices), "findings": findings, "compiled": compiled, "unicorn": r.uc_compared - compared,
@@ -242,10 +242,16 @@ def _isolate_batch(seed, indices, modes, budget) -> dict:
     return {"n": len(indices), "findings": findings, "compiled": 0, "seconds": time.perf_counter() - t}
 
 
-def _run_ray(address, seed, batches, modes, budget, use_unicorn, log):
-    import ray  # optional: `pip install pyemu[cluster]`
+def ray_connect(address: str):
+    """Ray (the optional `cluster` extra), connected to `address` (`local`: a Ray started here)."""
+    import ray
 
     ray.init(address=None if address == "local" else address, ignore_reinit_error=True)
+    return ray
+
+
+def _run_ray(address, seed, batches, modes, budget, use_unicorn, log):
+    ray = ray_connect(address)
     task = ray.remote(max_retries=0)(run_batch)
     refs = {task.remote(seed, b, modes, budget, use_unicorn): b for b in batches}
     results = []

@@ -27,7 +27,6 @@ from pathlib import Path
 
 DEFAULT_TIMEOUT = 30.0  # seconds of guest run per job (pyemu's --timeout)
 START_ALLOWANCE = 240.0  # host seconds on top: a first start may compile the engine (~2 min cold)
-TIMEOUT_STATUS = 124  # pyemu's status when --timeout ends a run (the guest still waiting at a prompt)
 
 
 def load_spec(path: str | os.PathLike) -> dict:
@@ -121,9 +120,9 @@ def run_matrix(jobs: list[dict], workers: int = 2, ray_address: str | None = Non
     """Run `jobs` on `workers` local workers (each job is its own pyemu process), or as Ray tasks."""
     t = time.perf_counter()
     if ray_address:
-        import ray  # optional: `pip install pyemu[cluster]`
+        from emu.fuzz.campaign import ray_connect
 
-        ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True)
+        ray = ray_connect(ray_address)
         task = ray.remote(max_retries=0)(run_job)
         results = ray.get([task.remote(j) for j in jobs])
     else:

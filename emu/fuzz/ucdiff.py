@@ -15,6 +15,8 @@ a person to judge.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from emu.cpu import state as S
@@ -81,11 +83,9 @@ def not_comparable(code: bytes, at: int) -> str | None:
     """Why unicorn and pyemu may rightly disagree on `code` (decoded straight through, as far as
     capstone can), or None: an instruction whose result is model-specific or undefined, or one
     that reads a flag an earlier instruction left undefined (SDM Vol 1, Appendix A)."""
-    import capstone
     from capstone import x86_const as CX
 
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-    md.detail = True
+    md = _capstone()
     end = at + len(code)
     undefined = 0  # flags (as TEST_ bits) that the instructions so far left undefined
     stop = at  # where capstone's decoding ends
@@ -126,19 +126,22 @@ def not_comparable(code: bytes, at: int) -> str | None:
 def _pyemu_lacks(code: bytes, at: int) -> bool:
     """Is the instruction at `at`, where pyemu raised #UD, one that capstone rejects too (unicorn
     runs some, e.g. 8F /6 as POP) or one of a feature pyemu's CPUID does not report (MMX, SSE, ...)?"""
-    import capstone
-
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-    md.detail = True
-    insn = next(md.disasm(code, at, 1), None)
+    insn = next(_capstone().disasm(code, at, 1), None)
     return insn is None or any(g in UNREPORTED_GROUPS for g in insn.groups)
 
 
 def _decodes(code: bytes, at: int) -> bool:
+    return next(_capstone().disasm(code, at, 1), None) is not None
+
+
+@functools.cache
+def _capstone():
+    """The 32-bit capstone decoder, with operand and EFLAGS details, made once."""
     import capstone
 
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-    return next(md.disasm(code, at, 1), None) is not None
+    md.detail = True
+    return md
 
 
 def _machine(uc, X) -> None:

@@ -61,6 +61,7 @@ MAX_TBS = 1 << 16
 TABLE_BITS = 15
 TABLE_SETS = 1 << TABLE_BITS
 TABLE_WAYS = 2
+TABLE_HFLAGS_MIX = 0x9E37  # spreads the mode bits over the sets (tier1._jump_indirect hashes alike)
 
 # The block cache's control words, in `bc` (an int64 array).
 BC_NTBS = 0  # records in use
@@ -113,7 +114,7 @@ class BlockCache:
 
 @njit(cache=True, inline="always")
 def table_set(phys, hflags):
-    h = phys ^ (phys >> TABLE_BITS) ^ (hflags * 0x9E37)
+    h = phys ^ (phys >> TABLE_BITS) ^ (hflags * TABLE_HFLAGS_MIX)
     return (h & (TABLE_SETS - 1)) * TABLE_WAYS
 
 

@@ -726,7 +726,7 @@ def _jump_indirect(b: _Block, target, ret) -> None:
         b.leave(ret_v, eip=target)
         return
     ok, want = _same_page(b, target)
-    mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * 0x9E37)
+    mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * B.TABLE_HFLAGS_MIX)
     slot = b.op("mul", b.op("and", mix, B.TABLE_SETS - 1), B.TABLE_WAYS * 8)
     cand = b.load64(b.op("add", b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8)), slot))
     _leave_linked(b, ret_v, target, ok, want, cand)
