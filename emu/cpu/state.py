@@ -126,6 +126,7 @@ TSC_RATE_RESET = 8 << TSC_RATE_SHIFT  # 8 ns per instruction at the clock's defa
 MXCSR = 147  # kept for FXSAVE/FXRSTOR only: no SSE instructions (CPUID.1:EDX.SSE = 0)
 MXCSR_RESET = 0x1F80
 FPU_FCW_POWERUP = 0x0040  # SDM Vol 3, Table 9-1: FCW 0040h, FSW 0, FTW 5555h (all registers +0)
+CR0_POWERUP = 0x6000_0010  # CD, NW and ET set after RESET (SDM Vol 3, Table 9-1)
 FPU_FTW_POWERUP = 0x5555
 
 STATE_SIZE = 160
@@ -195,7 +196,7 @@ def reset_state(st: np.ndarray) -> None:
         st[seg_slot(seg, SEG_ATTR)] = ATTR_P | (2 if seg == LDTR_SEG else 0xB)
     st[GDTR_LIMIT] = 0xFFFF
     st[IDTR_LIMIT] = 0xFFFF
-    st[CR0] = 0x6000_0010  # CD, NW and ET set (Table 9-1)
+    st[CR0] = CR0_POWERUP
     st[A20_MASK] = 0xFFFF_FFFF
     st[FAULT_VECTOR] = -1
     st[FAULT_ERROR] = -1

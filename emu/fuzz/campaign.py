@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,7 +57,15 @@ def run_batch(seed: int, indices: list[int], modes: tuple[str, ...], budget: int
         if f is not None:
             findings.append({"index": i, "program": p, "finding": f})
     return {"n": len(indices), "findings": findings, "compiled": compiled, "unicorn": r.uc_compared - compared,
-            "seconds": time.perf_counter() - t}
+            "seconds": time.perf_counter() - t, "worker": f"{socket.gethostname()}:{os.getpid()}", "node": _ray_node()}
+
+
+def _ray_node() -> str | None:
+    """The Ray node a task runs on (None outside Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 # ------------------------------------------------------------------------------ isolation in a child
@@ -250,8 +259,16 @@ def ray_connect(address: str):
     return ray
 
 
-def _run_ray(address, seed, batches, modes, budget, use_unicorn, log):
+def ray_shape(ray) -> dict:
+    """The cluster the tasks ran on: its live nodes and CPUs."""
+    return {"ray_nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+            "ray_cpus": int(ray.cluster_resources().get("CPU", 0))}
+
+
+def _run_ray(address, seed, batches, modes, budget, use_unicorn, log, shape=None):
     ray = ray_connect(address)
+    if shape is not None:
+        shape.update(ray_shape(ray))
     task = ray.remote(max_retries=0)(run_batch)
     refs = {task.remote(seed, b, modes, budget, use_unicorn): b for b in batches}
     results = []
@@ -272,8 +289,9 @@ def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all"
     modes = tuple(G.MODES) if "all" in modes else tuple(modes)
     batches = _batches(programs, batch)
     t = time.perf_counter()
+    shape: dict = {}
     if ray_address:
-        results = _run_ray(ray_address, seed, batches, modes, budget, use_unicorn, log)
+        results = _run_ray(ray_address, seed, batches, modes, budget, use_unicorn, log, shape)
     elif workers <= 0:
         results = [run_batch(seed, b, modes, budget, use_unicorn) for b in batches]
     else:
@@ -295,8 +313,10 @@ def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all"
         findings.append(entry)
     n = sum(r["n"] for r in results)
     return {"programs": n, "seconds": round(seconds, 2), "programs_per_s": round(n / seconds, 2) if seconds else 0,
-            "workers": 0 if ray_address else workers, "ray": ray_address, "modes": list(modes), "seed": seed,
+            "workers": 0 if ray_address else workers, "ray": ray_address, **shape, "modes": list(modes), "seed": seed,
             "budget": budget, "with_compiled_second_run": sum(r["compiled"] for r in results),
+            "worker_processes": len({r["worker"] for r in results if "worker" in r}),
+            **({"ray_nodes_used": len({r.get("node") for r in results} - {None})} if ray_address else {}),
             "compared_with_unicorn": sum(r.get("unicorn", 0) for r in results),
             "findings": findings, "finding_kinds": {"/".join(map(str, k)): v for k, v in keys.items()}}
 

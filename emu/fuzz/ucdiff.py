@@ -41,6 +41,13 @@ ROM_START = 0xC0000  # the PC's option-ROM and BIOS area: pyemu ignores writes t
 OPSIZE = 0x66
 LOCK = 0xF0
 PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
+LOCKABLE = frozenset(("add", "adc", "and", "btc", "btr", "bts", "cmpxchg", "cmpxchg8b", "dec", "inc", "neg", "not",
+                      "or", "sbb", "sub", "xor", "xadd", "xchg"))
+"""The instructions a LOCK prefix may precede (SDM Vol 2, LOCK); on any other it is #UD."""
+UNDEFINED_BY_SDM = {"bsf": ("CF", "OF", "SF", "AF", "PF"), "bsr": ("CF", "OF", "SF", "AF", "PF")}
+"""Flags the SDM leaves undefined where capstone reports them as unchanged."""
+RET_IMM_SIGN = 0x8000  # RET/RETF imm16 at or above this: TCG sign-extends it (the SDM's count is unsigned)
+CR0_PE = 1
 
 
 def _flag_bits():
@@ -55,6 +62,12 @@ def _flag_bits():
     return out
 
 
+def _test_bit(flag: str) -> int:
+    from capstone import x86_const as CX
+
+    return getattr(CX, f"X86_EFLAGS_TEST_{flag}")
+
+
 try:
     from capstone import x86_const as _CX
 
@@ -66,8 +79,10 @@ try:
         "MMX", "SSE1", "SSE2", "SSE3", "SSSE3", "SSE41", "SSE42", "SSE4A", "3DNOW", "AVX", "AVX2", "AVX512",
         "AES", "PCLMUL", "SHA", "FMA", "FMA4", "F16C", "XOP", "TBM", "BMI2", "ADX", "RTM", "HLE", "SGX", "VM",
         "FSGSBASE"))
+    UNDEFINED_TESTS = {m: frozenset(_test_bit(f) for f in flags) for m, flags in UNDEFINED_BY_SDM.items()}
 except ImportError:  # capstone is a runtime dependency; this keeps the module importable without it
     FLAG_BITS, ALL_FLAGS, SEGMENT_REGS, UNREPORTED_GROUPS = [], 0, frozenset(), frozenset()
+    UNDEFINED_TESTS = {}
 
 
 def _has_lock(raw) -> bool:
@@ -87,10 +102,23 @@ def not_comparable(code: bytes, at: int) -> str | None:
 
     md = _capstone()
     end = at + len(code)
+    buf = code + HLT
     undefined = 0  # flags (as TEST_ bits) that the instructions so far left undefined
-    stop = at  # where capstone's decoding ends
-    for insn in md.disasm(code + HLT, at):
-        stop = insn.address + insn.size
+    pos = 0
+    while pos < len(buf):
+        insn = next(md.disasm(buf[pos:], at + pos, 1), None)
+        if insn is None:  # an encoding capstone rejects: where pyemu runs it (an x87 alias such as
+            n = _pyemu_length(buf[pos:])  # DF D6, REPNE BSR) go on after it, its flags unknown
+            if n <= 0:  # #UD in pyemu too: the program ends here
+                if _has_lock(buf[pos:]):
+                    return "lock without a memory destination"
+                break
+            if at + pos < end < at + pos + n:
+                return "the closing HLT is part of the last instruction"
+            pos += n
+            undefined = ALL_FLAGS
+            continue
+        pos += insn.size
         if insn.address < end < insn.address + insn.size:
             return "the closing HLT is part of the last instruction"  # unicorn stops only on a boundary
         m = insn.mnemonic
@@ -103,24 +131,49 @@ def not_comparable(code: bytes, at: int) -> str | None:
             return "push sreg"  # SDM PUSH: a 32-bit push of a selector may be a 16-bit move
         if _has_lock(insn.bytes) and (not insn.operands or insn.operands[0].type != CX.X86_OP_MEM):
             return "lock without a memory destination"  # #UD; unicorn 2.1 aborts on LOCK BT* reg
+        if _has_lock(insn.bytes) and m.split()[-1] not in LOCKABLE:
+            return "lock on an instruction that cannot take it"  # #UD; TCG runs some (x87 stores)
         if m in UNICORN_LACKS:
             return m
-        if any(op.type == CX.X86_OP_MEM and op.mem.segment == CX.X86_REG_CS and op.access & CS_AC_WRITE
-               for op in insn.operands):
+        if m in ("ret", "retf") and insn.operands and insn.operands[0].type == CX.X86_OP_IMM \
+                and insn.operands[0].imm >= RET_IMM_SIGN:
+            return "ret imm16 >= 8000h"  # TCG sign-extends the count; the SDM's is unsigned
+        if m == "mov" and insn.operands[0].type == CX.X86_OP_REG and insn.operands[0].reg == CX.X86_REG_CR4:
+            return "a CR4 write"  # which bits are reserved follows each CPU model's CPUID features
+        if any(op.type == CX.X86_OP_MEM and op.mem.segment == CX.X86_REG_CS
+               and (op.access & CS_AC_WRITE or i == 0 and not _reads_only_dest(m))
+               for i, op in enumerate(insn.operands)):
             return "a write through CS"  # #GP; TCG does not check segment rights
-        reads = ALL_FLAGS if m in FLAGS_READERS else 0
+        reads = ALL_FLAGS if m in FLAGS_READERS else insn.eflags & ALL_FLAGS
+        if reads & undefined:  # (before this instruction's own writes: SBB reads CF, then sets it)
+            return f"{m} reads a flag left undefined"
         for test, undef, defs in FLAG_BITS:
-            if insn.eflags & test:
-                reads |= test
-            if insn.eflags & undef:
+            if insn.eflags & undef or m in UNDEFINED_BY_SDM and test in UNDEFINED_TESTS[m]:
                 undefined |= test
             elif insn.eflags & defs:
                 undefined &= ~test
-        if reads & undefined:
-            return f"{m} reads a flag left undefined"
-    if _has_lock(code[stop - at:]):  # an encoding capstone rejects, with a LOCK among its prefixes
-        return "lock without a memory destination"
     return None
+
+
+READS_ONLY_DEST = frozenset(("cmp", "test", "bt", "push", "call", "jmp", "lcall", "ljmp", "bound", "lgdt",
+                             "lidt", "lldt", "ltr", "lmsw", "verr", "verw", "invlpg", "fldcw", "fldenv", "frstor",
+                             "fbld"))
+"""Instructions whose first memory operand is only read (capstone's access bits miss some writes:
+RCL m8, FISTTP)."""
+X87_READERS = ("fld", "fild", "fadd", "fiadd", "fsub", "fisub", "fmul", "fimul", "fdiv", "fidiv", "fcom", "ficom")
+
+
+def _reads_only_dest(mnemonic: str) -> bool:
+    m = mnemonic.split()[-1]
+    return m in READS_ONLY_DEST or m.startswith(X87_READERS)
+
+
+def _pyemu_length(code: bytes) -> int:
+    """The length of the instruction at the start of `code` where pyemu's decoder accepts it, else 0."""
+    from emu.translate import decoder as D
+
+    r, out = D.decode_bytes(code[:16])
+    return r if r > 0 and out[D.F_FORM] not in (D.FORM_BAD, D.FORM_VEX, D.FORM_EVEX, D.FORM_XOP, D.FORM_3DNOW) else 0
 
 
 def _pyemu_lacks(code: bytes, at: int) -> bool:
@@ -128,6 +181,15 @@ def _pyemu_lacks(code: bytes, at: int) -> bool:
     runs some, e.g. 8F /6 as POP) or one of a feature pyemu's CPUID does not report (MMX, SSE, ...)?"""
     insn = next(_capstone().disasm(code, at, 1), None)
     return insn is None or any(g in UNREPORTED_GROUPS for g in insn.groups)
+
+
+def _has_error_code(mem: np.ndarray, frame: int, vector: int) -> bool:
+    """Did pyemu push an error code in the frame at `frame`? Only an exception of a vector in
+    ERROR_CODE_VECTORS does, not INT n to the same vector (SDM Vol 3, 6.13): the frame then has
+    CS one slot higher (EFLAGS, which has bit 1 set, can never equal the selector)."""
+    if vector not in ERROR_CODE_VECTORS or frame + 12 > G.RAM:
+        return False
+    return int.from_bytes(mem[frame + 8:frame + 12].tobytes(), "little") == G.SEL_CODE32
 
 
 def _decodes(code: bytes, at: int) -> bool:
@@ -152,6 +214,7 @@ def _machine(uc, X) -> None:
     for rid in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_FS, X.UC_X86_REG_GS):
         uc.reg_write(rid, G.SEL_DATA32)
     uc.reg_write(X.UC_X86_REG_CS, G.SEL_CODE32)
+    uc.reg_write(X.UC_X86_REG_CR0, S.CR0_POWERUP | CR0_PE)
     uc.reg_write(X.UC_X86_REG_TR, (G.SEL_TSS, G.TSS, 0x67, 0x8B))
     uc.reg_write(X.UC_X86_REG_FPCW, S.FPU_FCW_POWERUP)
     uc.reg_write(X.UC_X86_REG_FPSW, 0)
@@ -203,15 +266,7 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
         return None
     if int(r.t0.st[S.FPU_FSW]) & FSW_ES:
         return None  # an unmasked x87 exception: the SDM leaves the destination as it was, TCG writes it
-    uc = _unicorn()
-    uc.mem_write(0, mem.tobytes())
-    _machine(uc, X)
-    ids = [X.UC_X86_REG_EAX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX, X.UC_X86_REG_EBX, X.UC_X86_REG_ESP,
-           X.UC_X86_REG_EBP, X.UC_X86_REG_ESI, X.UC_X86_REG_EDI]
-    for rid, v in zip(ids, p["regs"], strict=True):
-        uc.reg_write(rid, v & 0xFFFF_FFFF)
-    uc.reg_write(X.UC_X86_REG_EFLAGS, p["eflags"] | 2)
-    _events.clear()
+    uc, ids = _prepared(mem, p)
     try:
         uc.emu_start(at, 0, count=r.budget)
     except unicorn.UcError as exc:
@@ -232,10 +287,10 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
             detail["vector"] = [None, _events[0]]
         elif eip != halt + 1:
             detail["eip"] = [halt + 1, eip]
-        same_ram = R.ram_digest(ucmem) == s["ram"]
+        same_ram = bool(np.array_equal(ucmem, mine))
     else:  # both take the same exception at the same instruction; ESP differs by pyemu's frame
         frame = want[ESP]
-        at_eip = frame + (4 if vector in ERROR_CODE_VECTORS else 0)
+        at_eip = frame + (4 if _has_error_code(mine, frame, vector) else 0)
         if at_eip + 4 > G.RAM:
             return None  # the frame went to unbacked memory: nothing to compare it with
         saved_eip = int.from_bytes(mine[at_eip:at_eip + 4].tobytes(), "little")
@@ -244,7 +299,8 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
             return None
         if vector in SEGMENT_FAULTS and uc_vector != vector:
             return None  # a descriptor check: TCG skips some, and unicorn reports others as #DF
-        if uc_vector == VEC_UD and vector != VEC_UD and _decodes(bytes(ucmem[eip:eip + 16]), eip):
+        if uc_vector == VEC_UD and (vector != VEC_UD or saved_eip != eip) \
+                and _decodes(bytes(ucmem[eip:eip + 16]), eip):
             return None  # an encoding real CPUs run that unicorn rejects (F6 /1 TEST, ...)
         if uc_vector != vector:
             detail["vector"] = [vector, uc_vector]
@@ -261,4 +317,46 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
     if not same_ram:
         diff = np.nonzero(ucmem != mine)[0]
         detail["ram_first_diff"] = hex(int(diff[0])) if len(diff) else None
+    if detail and _replays_a_store(mem, p, at, r.budget):
+        return None
     return {"kind": "unicorn", "detail": detail} if detail else None
+
+
+def _prepared(mem: np.ndarray, p: dict):
+    """A fresh unicorn holding the program's RAM, machine and registers: (uc, the GPR ids)."""
+    from unicorn import x86_const as X
+
+    uc = _unicorn()
+    uc.mem_write(0, mem.tobytes())
+    _machine(uc, X)
+    ids = [X.UC_X86_REG_EAX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX, X.UC_X86_REG_EBX, X.UC_X86_REG_ESP,
+           X.UC_X86_REG_EBP, X.UC_X86_REG_ESI, X.UC_X86_REG_EDI]
+    for rid, v in zip(ids, p["regs"], strict=True):
+        uc.reg_write(rid, v & 0xFFFF_FFFF)
+    uc.reg_write(X.UC_X86_REG_EFLAGS, p["eflags"] | 2)
+    _events.clear()
+    return uc, ids
+
+
+def _replays_a_store(mem: np.ndarray, p: dict, at: int, budget: int) -> bool:
+    """Did unicorn run an instruction twice in a row from the same state? TCG restarts an
+    instruction whose store rewrote its own translation block, and 2.1 then does the store again
+    (seed 2027, program 15088: `add [eax], eax` at 0FFh onto the code at 0EDh added EAX twice).
+    Checked only for a program that differed, with a code hook (slow)."""
+    import unicorn
+
+    uc, ids = _prepared(mem, p)
+    seen: list = [None]
+    replayed = [False]
+
+    def on_code(uc, address, _size, _data):
+        state = (address, tuple(uc.reg_read(rid) for rid in ids))
+        replayed[0] |= state == seen[0]
+        seen[0] = state
+
+    uc.hook_add(unicorn.UC_HOOK_CODE, on_code)
+    try:
+        uc.emu_start(at, 0, count=budget)
+    except unicorn.UcError:
+        pass
+    return replayed[0]
