@@ -14,7 +14,8 @@ from emu.fuzz import gen as G
 
 BATCH = 25
 PER_PROGRAM_TIMEOUT = 20.0  # seconds: a program slower than this in a child is a hang
-WARMUP_TIMEOUT = 900.0  # a fresh worker may compile (or load) the engine first
+WARMUP_TIMEOUT = 900.0
+RAY_ENV = ("PYEMU_T1_CG", "PYEMU_T1_PASSES")  # engine settings a Ray task must run with  # a fresh worker may compile (or load) the engine first
 
 _runner = None
 
@@ -255,7 +256,9 @@ def ray_connect(address: str):
     """Ray (the optional `cluster` extra), connected to `address` (`local`: a Ray started here)."""
     import ray
 
-    ray.init(address=None if address == "local" else address, ignore_reinit_error=True)
+    env = {k: os.environ[k] for k in RAY_ENV if k in os.environ}  # (a cluster's workers do not inherit ours)
+    ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
+             runtime_env={"env_vars": env} if env else None)
     return ray
 
 
@@ -335,6 +338,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--boundscheck", action="store_true",
                         help="an engine built with numba's bounds checks (own cache; first run compiles it)")
     parser.add_argument("--matrix", metavar="SPEC", help="run an image-test matrix (JSON: images x options) instead")
+    parser.add_argument("--tier1-codegen", type=int, choices=(0, 1, 2, 3), metavar="OPT",
+                        help="LLVM's code generator level for tier 1 (default: the engine's, 2); 0 selects "
+                             "instructions with FastISel from the same IR and passes, twice the programs/s")
 
 
 def use_boundscheck() -> None:
@@ -351,7 +357,16 @@ def use_boundscheck() -> None:
     emu._select_numba_cache()
 
 
+def tier1_codegen() -> int:
+    """LLVM's code generator level tier 1 uses in this process and its workers."""
+    from emu.translate.tier1 import T1_CODEGEN_OPT
+
+    return int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT))
+
+
 def cmd_fuzz(args) -> int:
+    if args.tier1_codegen is not None:
+        os.environ["PYEMU_T1_CG"] = str(args.tier1_codegen)  # (workers and Ray tasks started here inherit it)
     if args.boundscheck:
         use_boundscheck()
         if args.workers > 0 and not args.ray:  # compile it once here, not in every worker at once
@@ -370,6 +385,7 @@ def cmd_fuzz(args) -> int:
 
     s = campaign(args.programs, args.seed, args.workers, (args.mode,), args.budget, args.out, args.ray,
                  args.unicorn, batch=args.batch, log=log, max_seconds=args.max_seconds)
+    s["tier1_codegen"] = tier1_codegen()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
         json.dump(s, fh, indent=1)
