@@ -14,8 +14,8 @@ from emu.fuzz import gen as G
 
 BATCH = 25
 PER_PROGRAM_TIMEOUT = 20.0  # seconds: a program slower than this in a child is a hang
-WARMUP_TIMEOUT = 900.0
-RAY_ENV = ("PYEMU_T1_CG", "PYEMU_T1_PASSES")  # engine settings a Ray task must run with  # a fresh worker may compile (or load) the engine first
+WARMUP_TIMEOUT = 900.0  # a fresh worker may compile (or load) the engine first
+RAY_ENV = ("PYEMU_T1_CG", "PYEMU_T1_PASSES")  # engine settings a Ray task must run with
 
 _runner = None
 
