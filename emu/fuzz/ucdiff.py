@@ -31,7 +31,8 @@ FPU_ENV_STORES = frozenset(("fnstenv", "fnsave", "fxsave", "fstenv", "fsave"))
 VEC_UD = 6  # #UD, which unicorn reports as UC_ERR_INSN_INVALID
 ESP = 4  # index of ESP among the GPRs
 ERROR_CODE_VECTORS = frozenset((8, 10, 11, 12, 13, 14, 17))  # #DF #TS #NP #SS #GP #PF #AC push one
-FRAME_MAX = 16  # a ring-0 exception frame: error code, EIP, CS, EFLAGS (SDM Vol 3, 6.12.1)
+EFLAGS_VM = 1 << 17
+RPL_MASK = 3
 FSW_ES = 0x80  # x87 FSW.ES: an unmasked exception is pending (SDM Vol 1, 8.1.3.1)
 FLAGS_READERS = frozenset(("pushfd", "pushf", "lahf"))
 UNICORN_LACKS = frozenset(("int1",))  # ICEBP: #DB in pyemu and on real CPUs, #UD in unicorn 2.1
@@ -39,6 +40,7 @@ SEGMENT_FAULTS = frozenset((10, 11, 12, 13))  # #TS #NP #SS #GP
 CS_AC_WRITE = 2  # capstone: the operand is written
 ROM_START = 0xC0000  # the PC's option-ROM and BIOS area: pyemu ignores writes there
 OPSIZE = 0x66
+INT_N = 0xCD  # INT imm8
 LOCK = 0xF0
 PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 LOCKABLE = frozenset(("add", "adc", "and", "btc", "btr", "bts", "cmpxchg", "cmpxchg8b", "dec", "inc", "neg", "not",
@@ -95,16 +97,33 @@ def _has_lock(raw) -> bool:
 
 
 def not_comparable(code: bytes, at: int) -> str | None:
-    """Why unicorn and pyemu may rightly disagree on `code` (decoded straight through, as far as
-    capstone can), or None: an instruction whose result is model-specific or undefined, or one
-    that reads a flag an earlier instruction left undefined (SDM Vol 1, Appendix A)."""
+    """Why unicorn and pyemu may rightly disagree on `code`, or None: an instruction whose result
+    is model-specific or undefined, or one that reads a flag an earlier instruction left undefined
+    (SDM Vol 1, Appendix A). The code is decoded straight through from `at`, and again from each
+    direct branch's target inside it (a jump into the middle of an instruction runs other ones)."""
+    starts = [(at, 0)]
+    walked = set()
+    while starts:
+        start, undefined = starts.pop()
+        if start in walked:
+            continue
+        walked.add(start)
+        why = _walk(code, at, start, undefined, starts)
+        if why:
+            return why
+    return None
+
+
+def _walk(code: bytes, at: int, start: int, undefined: int, starts: list) -> str | None:
+    """not_comparable's check of one straight-through path from `start`; `undefined`: the flags
+    (as capstone TEST_ bits) left undefined on the way there. Direct branch targets inside the
+    code are added to `starts`."""
     from capstone import x86_const as CX
 
     md = _capstone()
     end = at + len(code)
     buf = code + HLT
-    undefined = 0  # flags (as TEST_ bits) that the instructions so far left undefined
-    pos = 0
+    pos = start - at
     while pos < len(buf):
         insn = next(md.disasm(buf[pos:], at + pos, 1), None)
         if insn is None:  # an encoding capstone rejects: where pyemu runs it (an x87 alias such as
@@ -135,7 +154,7 @@ def not_comparable(code: bytes, at: int) -> str | None:
             return "lock on an instruction that cannot take it"  # #UD; TCG runs some (x87 stores)
         if m in UNICORN_LACKS:
             return m
-        if m in ("ret", "retf") and insn.operands and insn.operands[0].type == CX.X86_OP_IMM \
+        if m.split()[-1] in ("ret", "retf") and insn.operands and insn.operands[0].type == CX.X86_OP_IMM \
                 and insn.operands[0].imm >= RET_IMM_SIGN:
             return "ret imm16 >= 8000h"  # TCG sign-extends the count; the SDM's is unsigned
         if m == "mov" and insn.operands[0].type == CX.X86_OP_REG and insn.operands[0].reg == CX.X86_REG_CR4:
@@ -144,6 +163,10 @@ def not_comparable(code: bytes, at: int) -> str | None:
                and (op.access & CS_AC_WRITE or i == 0 and not _reads_only_dest(m))
                for i, op in enumerate(insn.operands)):
             return "a write through CS"  # #GP; TCG does not check segment rights
+        if insn.group(CX.X86_GRP_JUMP) or insn.group(CX.X86_GRP_CALL):
+            op = insn.operands[0] if insn.operands else None
+            if op is not None and op.type == CX.X86_OP_IMM and at <= op.imm < end:
+                starts.append((op.imm, undefined))
         reads = ALL_FLAGS if m in FLAGS_READERS else insn.eflags & ALL_FLAGS
         if reads & undefined:  # (before this instruction's own writes: SBB reads CF, then sets it)
             return f"{m} reads a flag left undefined"
@@ -184,12 +207,28 @@ def _pyemu_lacks(code: bytes, at: int) -> bool:
 
 
 def _has_error_code(mem: np.ndarray, frame: int, vector: int) -> bool:
-    """Did pyemu push an error code in the frame at `frame`? Only an exception of a vector in
-    ERROR_CODE_VECTORS does, not INT n to the same vector (SDM Vol 3, 6.13): the frame then has
-    CS one slot higher (EFLAGS, which has bit 1 set, can never equal the selector)."""
-    if vector not in ERROR_CODE_VECTORS or frame + 12 > G.RAM:
+    """Did pyemu push an error code in the frame at `frame`? An exception of a vector in
+    ERROR_CODE_VECTORS does; INT n to the same vector does not (SDM Vol 3, 6.13), and then the
+    EIP on top of the frame follows an `INT n` (CD n)."""
+    if vector not in ERROR_CODE_VECTORS:
         return False
-    return int.from_bytes(mem[frame + 8:frame + 12].tobytes(), "little") == G.SEL_CODE32
+    if frame + 4 > G.RAM:
+        return True
+    eip = int.from_bytes(mem[frame:frame + 4].tobytes(), "little")
+    return not (2 <= eip <= G.RAM and bytes(mem[eip - 2:eip]) == bytes((INT_N, vector)))
+
+
+def _frame_end(mem: np.ndarray, at_eip: int) -> int:
+    """The end of the exception frame whose saved EIP is at `at_eip`: EIP, CS, EFLAGS, then ESP and
+    SS after a privilege change, and ES, DS, FS, GS too when it interrupted V86 code (SDM Vol 3,
+    Figures 6-4 and 20-5). Unicorn reports the vector without pushing a frame."""
+    def slot(i: int) -> int:
+        a = at_eip + 4 * i
+        return int.from_bytes(mem[a:a + 4].tobytes(), "little") if a + 4 <= G.RAM else 0
+
+    if slot(2) & EFLAGS_VM:
+        return at_eip + 4 * 9
+    return at_eip + 4 * (5 if slot(1) & RPL_MASK else 3)
 
 
 def _decodes(code: bytes, at: int) -> bool:
@@ -308,7 +347,7 @@ def unicorn_check(r: R.Runner, p: dict) -> dict | None:
             detail["eip"] = [saved_eip, eip]
         got[ESP] = want[ESP]
         keep = np.ones(G.RAM, dtype=bool)
-        keep[frame:frame + FRAME_MAX] = False
+        keep[frame:_frame_end(mine, at_eip)] = False
         same_ram = bool(np.array_equal(ucmem[keep], mine[keep]))
     if not np.array_equal(ucmem[ROM_START:], mine[ROM_START:]):
         return None  # a write to the ROM copy at C0000h: ignored in pyemu, RAM in unicorn
