@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from emu.fuzz import devfuzz as D
 from emu.fuzz import gen as G
 
 BATCH = 25
@@ -31,10 +32,20 @@ def _get_runner(budget: int):
 
 def program_for(seed: int, index: int, modes: tuple[str, ...]) -> dict:
     mode = modes[index % len(modes)]
+    if mode == D.MODE:
+        return D.program(seed * 1_000_003 + index)
     return G.program(seed * 1_000_003 + index, mode)
 
 
+_device_runner = None
+
+
 def check_program(p: dict, budget: int, use_unicorn: bool = False) -> dict | None:
+    global _device_runner
+    if p["mode"] == D.MODE:
+        if _device_runner is None:
+            _device_runner = D.DeviceRunner()
+        return _device_runner.check(p)
     r = _get_runner(budget)
     f = r.check(p)
     if f is None and use_unicorn:
@@ -54,7 +65,7 @@ def run_batch(seed: int, indices: list[int], modes: tuple[str, ...], budget: int
     for i in indices:
         p = program_for(seed, i, modes)
         f = check_program(p, budget, use_unicorn)
-        compiled += r.compiled > 0
+        compiled += p["mode"] != D.MODE and r.compiled > 0
         if f is not None:
             findings.append({"index": i, "program": p, "finding": f})
     return {"n": len(indices), "findings": findings, "compiled": compiled, "unicorn": r.uc_compared - compared,
@@ -154,8 +165,10 @@ def reproduces(p: dict, f: dict, budget: int) -> bool:
 
 
 def minimize(p: dict, f: dict, budget: int, max_tries: int = 300) -> tuple[dict, dict]:
-    """Drop chunks of code bytes (halves, quarters, ... single bytes) while the finding reproduces."""
-    code = bytes.fromhex(p["code"])
+    """Drop chunks of code bytes (halves, quarters, ... single bytes), or of a device program's
+    operations, while the finding reproduces."""
+    ops = p["mode"] == D.MODE
+    code = p["ops"] if ops else bytes.fromhex(p["code"])
     tries = 0
     if f["kind"] in ("crash", "hang", "slow"):  # each try costs seconds
         max_tries = min(max_tries, 12)
@@ -164,14 +177,14 @@ def minimize(p: dict, f: dict, budget: int, max_tries: int = 300) -> tuple[dict,
         i = 0
         while i < len(code) and tries < max_tries:
             cand = code[:i] + code[i + chunk:]
-            q = dict(p, code=cand.hex())
+            q = dict(p, ops=cand) if ops else dict(p, code=cand.hex())
             tries += 1
             if cand and reproduces(q, f, budget):
                 code = cand
             else:
                 i += chunk
         chunk //= 2
-    q = dict(p, code=code.hex())
+    q = dict(p, ops=code) if ops else dict(p, code=code.hex())
     g = f
     if f["kind"] not in ("crash", "hang"):
         g = check_program(q, budget, use_unicorn=f["kind"] == "unicorn") or f
@@ -311,7 +324,8 @@ def campaign(programs: int = 1000, seed: int = 0, workers: int = 2, modes=("all"
         entry = {"index": item["index"], "mode": p["mode"], "seed": p["seed"], "kind": f["kind"], "finding": f}
         if out and keys[key] <= minimize_per_key:
             q, g = minimize(p, f, budget)
-            entry["reproducer"] = write_reproducer(out, q, g, budget, len(p["code"]) // 2)
+            size = len(p["ops"]) if "ops" in p else len(p["code"]) // 2
+            entry["reproducer"] = write_reproducer(out, q, g, budget, size)
             entry["finding"] = g
         findings.append(entry)
     n = sum(r["n"] for r in results)
@@ -328,7 +342,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--programs", type=int, default=1000, help="programs to run (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes (default 2; 0: in-process)")
-    parser.add_argument("--mode", default="all", choices=(*G.MODES, "all"), help="CPU mode of the programs")
+    parser.add_argument("--mode", default="all", choices=(*G.MODES, D.MODE, "all"),
+                        help="CPU mode of the programs (all: the five CPU modes), or devices: random port, MMIO, "
+                             "timer and BIOS traffic against a whole PC's devices")
     parser.add_argument("--ray", metavar="ADDRESS", help="run the batches as Ray tasks (an address, auto or local)")
     parser.add_argument("--out", default="fuzz-out", help="directory for reproducers and summary.json")
     parser.add_argument("--unicorn", action="store_true", help="also compare flat 32-bit programs with unicorn")
