@@ -16,6 +16,7 @@ from emu.fuzz import gen as G
 BATCH = 25
 PER_PROGRAM_TIMEOUT = 20.0  # seconds: a program slower than this in a child is a hang
 WARMUP_TIMEOUT = 900.0  # a fresh worker may compile (or load) the engine first
+PROGRESS_STEPS = 50  # a Ray campaign logs its progress this many times
 RAY_ENV = ("PYEMU_T1_CG", "PYEMU_T1_PASSES")  # engine settings a Ray task must run with
 
 _runner = None
@@ -284,16 +285,27 @@ def ray_shape(ray) -> dict:
 def _run_ray(address, seed, batches, modes, budget, use_unicorn, log, shape=None):
     ray = ray_connect(address)
     if shape is not None:
-        shape.update(ray_shape(ray))
+        shape["ray_nodes_at_start"] = ray_shape(ray)["ray_nodes"]
     task = ray.remote(max_retries=0)(run_batch)
     refs = {task.remote(seed, b, modes, budget, use_unicorn): b for b in batches}
     results = []
-    for ref, b in refs.items():
-        try:
-            results.append(ray.get(ref))
-        except Exception as exc:  # noqa: BLE001 - a worker that died: isolate locally
-            log(f"batch {b[0]}..{b[-1]}: {type(exc).__name__}; isolating locally")
-            results.append(_isolate_batch(seed, b, modes, budget))
+    pending = list(refs)
+    t = time.perf_counter()
+    step = max(1, len(batches) // PROGRESS_STEPS)
+    while pending:  # as they finish (nodes may join the cluster meanwhile and take tasks)
+        done, pending = ray.wait(pending, num_returns=min(len(pending), step), timeout=None)
+        for ref in done:
+            b = refs[ref]
+            try:
+                results.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a worker that died: isolate locally
+                log(f"batch {b[0]}..{b[-1]}: {type(exc).__name__}; isolating locally")
+                results.append(_isolate_batch(seed, b, modes, budget))
+        n = sum(r["n"] for r in results)
+        log(f"{n} programs, {n / (time.perf_counter() - t):.1f}/s, {sum(len(r['findings']) for r in results)} "
+            f"findings, {len({r.get('node') for r in results} - {None})} nodes used")
+    if shape is not None:
+        shape.update(ray_shape(ray))
     return results
 
 
