@@ -2,14 +2,17 @@
 without an exception or an I/O exit are run in unicorn too; the GPRs, EIP and RAM must agree.
 
 Unicorn starts from the same machine: the GDT, IDT and TSS in RAM, the same selectors in every
-segment register and TR, and the x87 power-up state (SDM Vol 3, Table 9-1). A program is not
-compared when, decoded straight through, it reaches an instruction whose result is the CPU model's
-own (CPUID, RDTSC), undefined (BSWAP r16), or one of two allowed forms (a 32-bit PUSH of a
-selector), or reads a flag that an earlier instruction left undefined; nor when the run leaves an
-unmasked x87 exception pending (the SDM keeps the destination, TCG writes it).
+segment register and TR, CR0 and the x87 power-up state (SDM Vol 3, Table 9-1). A program is not
+compared when, decoded straight through from its start and from each direct branch target inside
+it, it reaches an instruction whose result is the CPU model's own (CPUID, RDTSC, CR4's reserved
+bits), undefined (BSWAP r16, SMSW r32's high half), one of two allowed forms (a 32-bit PUSH of a
+selector), one TCG gets wrong (RET imm16 >= 8000h, LOCK or a write through CS that should fault),
+or that reads a flag an earlier instruction left undefined; nor when the run leaves an unmasked
+x87 exception pending (the SDM keeps the destination, TCG writes it), nor when unicorn ran an
+instruction twice from the same state (TCG replays a store that rewrote its own block).
 
-Flags are not compared. A jump can still hide an undefined flag or result from the straight-through
-decoding, and pyemu rounds x87 results to double precision; so a finding (kind `unicorn`) is for
+Flags are not compared. An indirect jump can still reach an undefined flag or result the walk
+did not see, and pyemu rounds x87 results to double precision; so a finding (kind `unicorn`) is for
 a person to judge.
 """
 
@@ -159,6 +162,10 @@ def _walk(code: bytes, at: int, start: int, undefined: int, starts: list) -> str
             return "ret imm16 >= 8000h"  # TCG sign-extends the count; the SDM's is unsigned
         if m == "mov" and insn.operands[0].type == CX.X86_OP_REG and insn.operands[0].reg == CX.X86_REG_CR4:
             return "a CR4 write"  # which bits are reserved follows each CPU model's CPUID features
+        if m == "mov" and insn.operands[0].type == CX.X86_OP_REG and insn.operands[0].reg == CX.X86_REG_CR0:
+            return "a CR0 write"  # it may leave protected mode (PE = 0): the IDT is then read as an IVT
+        if m == "smsw" and insn.operands[0].type == CX.X86_OP_REG and insn.operands[0].size == 4:
+            return "smsw r32"  # SDM SMSW: bits 31:16 of a 32-bit register are undefined
         if any(op.type == CX.X86_OP_MEM and op.mem.segment == CX.X86_REG_CS
                and (op.access & CS_AC_WRITE or i == 0 and not _reads_only_dest(m))
                for i, op in enumerate(insn.operands)):

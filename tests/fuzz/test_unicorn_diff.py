@@ -68,6 +68,8 @@ def test_a_difference_is_reported(monkeypatch):
     ("f0f2db4d00", "lock on an instruction that cannot take it"),  # LOCK FISTTP: #UD
     ("2ec0550005", "a write through CS"),  # RCL m8 (capstone marks its operand read-only)
     ("7401 b80e909090".replace(" ", ""), "push sreg"),  # JE into MOV EAX's immediate: 0E, PUSH CS
+    ("0f22c1", "a CR0 write"),  # may clear PE
+    ("0f01e7", "smsw r32"),  # bits 31:16 undefined
 ])
 def test_model_specific_programs_are_not_compared(code, why):
     from emu.fuzz.ucdiff import not_comparable
