@@ -85,6 +85,7 @@ WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a 
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 JIT_MODULES = 256  # libraries one LLJIT links before a fresh one takes over (see `_Jit`)
+PB_MODULES = 256  # modules one LLVM pass builder optimises before a fresh one takes over (see `build`)
 TRIM_UNLOADS = 32  # the worker trims the heap after this many unloaded libraries (see `trim_heap`)
 TRIM_MODULES = 32  # or after this many modules built (the compiles' own churn, between two flushes)
 _BITS = {1: 8, 2: 16, 4: 32}
@@ -439,7 +440,7 @@ class CodeGen:
         self.tm = llvm.Target.from_default_triple().create_target_machine(
             opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), reloc="pic")
         self.jit = _Jit(llvm)
-        self._passes = None  # (pass builder, module pass manager), made once: see `build`
+        self._passes = None  # [pass builder, module pass manager, runs of the builder]: see `build`
 
     # ---------------------------------------------------------------- one block
     def block_ir(self, rows: np.ndarray, row0: int, nrows: int, hflags: int, name: str, tb: int = 0,
@@ -624,12 +625,17 @@ class CodeGen:
         mod = llvm.parse_assembly(src, context=self.jit.context)
         mod.verify()
         if self._passes is None:  # one pass manager for every module: a new one a module leaked
-            pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
             mpm = llvm.create_new_module_pass_manager()  # ~10 KiB a module (a 1-hour soak: +200 MiB)
             for p in os.environ.get("PYEMU_T1_PASSES", ",".join(T1_PASSES)).split(","):
                 getattr(mpm, f"add_{p}_pass")()
-            self._passes = (pb, mpm)
-        pb, mpm = self._passes
+            self._passes = [None, mpm, 0]
+        pb, mpm, runs = self._passes
+        if pb is None or runs >= PB_MODULES:  # each run adds instrumentation callbacks to the pass
+            if pb is not None:  # builder, all called before every pass: with one builder for every
+                pb.close()  # module, the passes of the 8,000th took 20 times as long as the first's
+            pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=0))
+            runs = 0  # (a builder per module would leak ~1.5 KiB each instead)
+        self._passes[0], self._passes[2] = pb, runs + 1
         mpm.run(mod, pb)
         lib = llvm.JITLibraryBuilder().add_object_img(self.tm.emit_object(mod))
         for name, addr in self.rt.items():
