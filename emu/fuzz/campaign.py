@@ -385,13 +385,6 @@ def use_boundscheck() -> None:
     emu._select_numba_cache()
 
 
-def tier1_codegen() -> int:
-    """LLVM's code generator level tier 1 uses in this process and its workers."""
-    from emu.translate.tier1 import T1_CODEGEN_OPT
-
-    return int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT))
-
-
 def cmd_fuzz(args) -> int:
     if args.tier1_codegen is not None:
         os.environ["PYEMU_T1_CG"] = str(args.tier1_codegen)  # (workers and Ray tasks started here inherit it)
@@ -413,7 +406,9 @@ def cmd_fuzz(args) -> int:
 
     s = campaign(args.programs, args.seed, args.workers, (args.mode,), args.budget, args.out, args.ray,
                  args.unicorn, batch=args.batch, log=log, max_seconds=args.max_seconds)
-    s["tier1_codegen"] = tier1_codegen()
+    from emu.translate.tier1 import codegen_opt
+
+    s["tier1_codegen"] = codegen_opt()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
         json.dump(s, fh, indent=1)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import random
 import time
 
+from emu.devices.bus import PORT_SPACE
+
 MODE = "devices"
 OPS = 300  # operations per program
 RAM_MB = 16
@@ -37,7 +39,6 @@ VGA_MMIO = (0xA0000, 0x20000)
 BURST_MAX = 40
 REPEAT_MAX = 600  # a burst may read or write one data port this many times (a sector is 256 words)
 BIOS_VECTORS = (0x09, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x1A, 0x08, 0x70)
-PORT_SPACE = 0x10000
 DEVICE_PORTS = (
     (0x00, 16), (0x80, 16), (0xC0, 32),  # DMA 8237 channels, page registers
     (0x20, 2), (0xA0, 2), (0x4D0, 2),  # PIC pair, ELCR

@@ -120,6 +120,11 @@ def _mask(size: int) -> int:
     return (1 << (8 * size)) - 1
 
 
+
+def codegen_opt() -> int:
+    """LLVM's code generator level for tier 1: `$PYEMU_T1_CG`, else T1_CODEGEN_OPT."""
+    return int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT))
+
 class Unsupported(Exception):
     """The row has no tier-1 generator: the compiled prefix ends before it."""
 
@@ -438,7 +443,7 @@ class CodeGen:
         for option in filter(None, os.environ.get("PYEMU_T1_LLVM_OPTIONS", "").split(",")):
             llvm.set_option("pyemu", option)  # LLVM's own switches (e.g. -fast-isel), for experiments
         self.tm = llvm.Target.from_default_triple().create_target_machine(
-            opt=int(os.environ.get("PYEMU_T1_CG", T1_CODEGEN_OPT)), reloc="pic")
+            opt=codegen_opt(), reloc="pic")
         self.jit = _Jit(llvm)
         self._passes = None  # [pass builder, module pass manager, runs of the builder]: see `build`
 
