@@ -34,7 +34,7 @@ def _select_numba_cache() -> None:
     digest = hashlib.sha1(os.environ.get("NUMBA_OPT", "3").encode())
     if os.environ.get("NUMBA_BOUNDSCHECK", "") not in ("", "0"):  # `pyemu fuzz --boundscheck`: its own build
         digest.update(b"boundscheck")
-    compiled = [root / "rawptr.py", root / "stats.py"]
+    compiled = [root / "rawptr.py", root / "stats.py", root / "numbaload.py"]
     for sub in _COMPILED_PACKAGES:
         compiled.extend((root / sub).rglob("*.py"))
     for path in sorted(compiled):

@@ -260,12 +260,21 @@ class MainLoop:
     def warm_up() -> None:
         """Load (or, on a cold cache, compile) the engine's entry points before the wall clock
         starts, so that `--timeout` and host-time devices do not count numba's compile time."""
+        from emu import enginebuild
         from emu.cpu.core import CpuCore
 
+        helper = None
         with CompileNotice():
-            scratch = CpuCore(1 << 20)
-            scratch.run(0)
-            scratch.deliver_interrupt(0x08)
+            if not enginebuild.engine_cached():  # cold: a second process compiles half (enginebuild.py)
+                helper = enginebuild.start_helper()
+            try:
+                scratch = CpuCore(1 << 20)
+                scratch.run(0)
+                scratch.deliver_interrupt(0x08)
+            finally:
+                if helper is not None:
+                    helper.kill()  # its work is in the cache by now, or this process did it
+                    helper.wait()
 
     def run(self) -> int:
         try:
@@ -458,6 +467,7 @@ class CompileNotice:
     printed for a warm start. On a terminal the line counts the seconds as it goes."""
 
     QUIET_SECONDS = 2.0  # a warm start loads in well under this
+    LOG_SECONDS = 10.0  # not a terminal (a log file): one progress line this often
     TEXT = "pyemu: compiling the engine for this machine (once after an install or update; a few minutes)"
 
     def __init__(self, out=None):
@@ -466,6 +476,8 @@ class CompileNotice:
 
         self.out = out or sys.stderr
         self.done = threading.Event()
+        self.compiled = 0  # engine functions numba has compiled so far (see _count_compiles)
+        self.total = 0
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.shown = False
         self.t0 = 0.0
@@ -478,24 +490,73 @@ class CompileNotice:
         try:
             self.out.write(self.TEXT + ("" if tty else "...\n"))
             self.out.flush()
-            while tty and not self.done.wait(1.0):
-                self.out.write(f"\r{self.TEXT}: {time.monotonic() - self.t0:.0f} s")
+            while not self.done.wait(1.0 if tty else self.LOG_SECONDS):
+                line = f"{self.TEXT}: {self.progress()}"
+                self.out.write(f"\r{line}" if tty else f"{line}\n")
                 self.out.flush()
         except (OSError, ValueError):
             pass
 
+    def progress(self) -> str:
+        """`41 s, 57 of ~190 functions`: the compile so far, against the engine's function count."""
+        text = f"{time.monotonic() - self.t0:.0f} s"
+        if self.total:
+            from emu.enginebuild import helper_compiles
+
+            done = self.compiled + helper_compiles()
+            text += f", {min(done, self.total)} of ~{self.total} functions"
+        return text
+
+    def _count_compiles(self) -> None:
+        """Count numba's compiles of engine functions (its `numba:compile` event) and how many
+        there are: every jitted function in `emu` that numba does not inline into its callers."""
+        import sys
+
+        try:
+            from numba.core import event
+            from numba.core.dispatcher import Dispatcher
+        except ImportError:
+            return
+        notice = self
+
+        class Counter(event.Listener):
+            def on_start(self, ev):
+                pass
+
+            def on_end(self, ev):
+                notice.compiled += 1
+
+        self.listener = Counter()
+        event.register("numba:compile", self.listener)
+        seen = set()
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("emu.") or module is None:
+                continue
+            for value in vars(module).values():
+                if isinstance(value, Dispatcher) and id(value) not in seen and \
+                        getattr(value, "py_func", None) is not None and \
+                        value.py_func.__module__ == name and value.targetoptions.get("inline") != "always":
+                    seen.add(id(value))
+        self.total = len(seen)
+
     def __enter__(self):
         self.t0 = time.monotonic()
+        self.listener = None
+        self._count_compiles()
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join()
+        if self.listener is not None:
+            from numba.core import event
+
+            event.unregister("numba:compile", self.listener)
         if self.shown:
             try:
                 tty = getattr(self.out, "isatty", lambda: False)()
-                self.out.write(("\r" if tty else "") + f"{self.TEXT}: done in {time.monotonic() - self.t0:.0f} s\n")
+                self.out.write(("\r" if tty else "") + f"{self.TEXT}: done in {self.progress()}\n")
                 self.out.flush()
             except (OSError, ValueError):
                 pass

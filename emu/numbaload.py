@@ -1,4 +1,11 @@
-"""Faster loads from numba's on-disk cache: a warm start skips numba's registry refresh.
+"""Faster engine builds and loads: one compile per engine function, and no registry refresh on a load.
+
+Numba types a constant argument of a call between jitted functions as a literal
+(`Literal[int](4)`, `Literal[bool](True)`) and compiles the callee once per distinct tuple of
+literals: a cold build compiled `access.seg_la` twelve times and 356 functions in all for 194 in the
+source. `install` makes a call to an engine function (one defined in `emu`) type its arguments as
+plain values, so each engine function compiles once per argument-type tuple (196 compiles, and
+the cold compile took 135 s instead of 185 s on this project's machine).
 
 Before it loads a cached function, numba (0.6x, `Cache.load_overload`) refreshes its target
 context: it imports and installs every typing and lowering registry (numba.cpython.*, numba.np.*),
@@ -37,6 +44,28 @@ def install() -> None:
 
     load_overload.__doc__ = cache.load_overload.__doc__
     cache.load_overload = load_overload
+    _unliteral_engine_calls()
+
+
+def _unliteral_engine_calls() -> None:
+    """Type the arguments of calls to `emu` functions as plain values (see the module docstring)."""
+    try:
+        from numba.core import types
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    template = getattr(Dispatcher, "get_call_template", None)
+    if template is None:
+        return
+
+    def get_call_template(self, args, kws):
+        if getattr(self.py_func, "__module__", "").startswith("emu."):
+            args = tuple(types.unliteral(a) for a in args)
+            kws = {k: types.unliteral(v) for k, v in kws.items()}
+        return template(self, args, kws)
+
+    get_call_template.__doc__ = template.__doc__
+    Dispatcher.get_call_template = get_call_template
 
 
 install()  # on import: `emu.cpu.core` imports this module before any engine code

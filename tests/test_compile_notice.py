@@ -21,8 +21,25 @@ def test_a_slow_engine_load_prints_one_line_with_progress(monkeypatch):
     text = out.getvalue()
     assert text.startswith(CompileNotice.TEXT)
     assert "\r" in text and " s" in text  # the elapsed seconds, rewritten in place
-    assert text.endswith("s\n") and "done in" in text
+    assert text.endswith("\n") and "done in" in text
     assert text.count("\n") == 1  # one line on a terminal
+
+
+def test_the_line_counts_compiled_functions_against_the_engine():
+    """The progress is numba's compiles so far out of the engine's (non-inlined) jitted functions."""
+    from numba import njit
+
+    import emu.cpu.interp  # noqa: F401 - the engine's modules, whose functions make the total
+
+    @njit
+    def stands_for_an_engine_function(x):
+        return x + 1
+
+    with CompileNotice(io.StringIO()) as notice:
+        assert stands_for_an_engine_function(41) == 42
+    assert notice.compiled == 1
+    assert notice.total > 150  # the engine has about 190 such functions
+    assert notice.progress().endswith(f"1 of ~{notice.total} functions")
 
 
 def test_a_warm_start_prints_nothing():

@@ -1,7 +1,7 @@
 """Register, segment and memory access for compiled code, on raw pointers (execution.md rule 1).
 
 Every helper takes the state array's address `sp` (and, for memory, the TLB's and RAM's addresses
-and the slow-path context `cp`) as plain int64 scalars and is inlined into its caller.
+and the slow-path context `cp`) as plain int64 scalars.
 
 Failure convention: a helper that can fault returns a negative number (MEM_FAULT after recording
 the exception in FAULT_VECTOR/FAULT_ERROR, or MEM_EXIT when the loop must leave for a device).
@@ -41,7 +41,7 @@ GP_VECTOR = 13
 SS_VECTOR = 12
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def raise_fault(sp, vector, error):
     """Record an exception for the loop to deliver; returns MEM_FAULT for the caller to pass up."""
     store_i64(sp + S.FAULT_VECTOR * 8, vector)
@@ -50,7 +50,7 @@ def raise_fault(sp, vector, error):
 
 
 # ------------------------------------------------------------------------------ registers
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def rget(sp, r, size):
     """GPR r at `size` bytes; byte registers 4..7 are AH CH DH BH (SDM Vol 2, Table 2-1)."""
     if size == 4:
@@ -62,7 +62,7 @@ def rget(sp, r, size):
     return (load_i64(sp + (r - 4) * 8) >> 8) & 0xFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def rset(sp, r, size, v):
     if size == 4:
         store_i64(sp + r * 8, v & 0xFFFF_FFFF)
@@ -78,7 +78,7 @@ def rset(sp, r, size, v):
 
 
 # ------------------------------------------------------------------------------ memory
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _host_load(a, size):
     if size == 1:
         return load_u8(a)
@@ -89,7 +89,7 @@ def _host_load(a, size):
     return load_i64(a)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _host_store(a, size, v):
     if size == 1:
         store_u8(a, v)
@@ -189,7 +189,7 @@ def seg_read(sp, tp, mp, cp, seg, ea, size, user):
     return vread(tp, mp, cp, la, size, user)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def seg_summary(attr, pe, vm, null):
     """The SEGF_* bits for a segment cache entry (computed once per segment load)."""
     f = attr & ~SEGF_MASK
@@ -210,12 +210,12 @@ def seg_summary(attr, pe, vm, null):
 
 
 # ------------------------------------------------------------------------------ stack
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def stack_mask(sp):
     return 0xFFFF_FFFF if (sget(sp, S.SEGATTR + S.SS * S.SEG_STRIDE) & S.ATTR_DB) else 0xFFFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def set_sp(sp, value, smask):
     """ESP or SP (the upper half of ESP survives a 16-bit stack, SDM Vol 1, 6.2.3)."""
     if smask == 0xFFFF:
@@ -246,7 +246,7 @@ def pop_at(sp, tp, mp, cp, user, esp, size):
     return vread(tp, mp, cp, la, size, user)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def effective_address(sp, base, index, scale, disp, asize):
     """ModRM/SIB offset (SDM Vol 2, 2.1.5), wrapped to the address size."""
     ea = disp

@@ -14,9 +14,9 @@ Conventions (all arguments and results are int64 scalars):
 
 The choices made for flags the SDM leaves undefined are listed in :mod:`emu.cpu.flags`.
 
-Inlining: the small, hot operations (add ... dec, shl/shr/sar, the bit-offset helpers) are
-``inline='always'``; the rest are ordinary njit functions, which cost a ~1.5 ns call from the
-engine's loop but keep its compile time down (numba inlines at the IR level, once per call site).
+Inlining: none; each operation is an ordinary njit function, a ~1.5 ns call from the engine's loop.
+Numba inlines at the IR level, once per call site, and that doubled the engine's cold compile
+(emu/cpu/flags.py gives the figures).
 DIV/IDIV leave the lazy flags unchanged, so they return no flag fields.
 """
 
@@ -52,63 +52,63 @@ SH_ROL, SH_ROR, SH_RCL, SH_RCR, SH_SHL, SH_SHR, SH_SAL, SH_SAR = range(8)
 BT_BT, BT_BTS, BT_BTR, BT_BTC = range(4)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def size_mask(sz):
     return (1 << (sz << 3)) - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sign_extend(x, bits):
     """The signed value of the low ``bits`` bits of ``x``."""
     sign = 1 << (bits - 1)
     return ((x & ((sign << 1) - 1)) ^ sign) - sign
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _op(kind, sz):
     return kind * 4 + (sz >> 1)
 
 
 # ---------------------------------------------------------------- add, sub, logic
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def add(a, b, sz):
     r = (a + b) & size_mask(sz)
     return r, _op(K_ADD, sz), r, b, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def adc(a, b, sz, cf):
     r = (a + b + cf) & size_mask(sz)
     return r, _op(K_ADC, sz), r, b, cf
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sub(a, b, sz):
     """SUB, and CMP (do not write the result back)."""
     r = (a - b) & size_mask(sz)
     return r, _op(K_SUB, sz), r, b, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sbb(a, b, sz, cf):
     r = (a - b - cf) & size_mask(sz)
     return r, _op(K_SBB, sz), r, b, cf
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def and_(a, b, sz):
     """AND, and TEST (do not write the result back)."""
     r = a & b
     return r, _op(K_LOGIC, sz), r, 0, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def or_(a, b, sz):
     r = a | b
     return r, _op(K_LOGIC, sz), r, 0, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def xor(a, b, sz):
     r = a ^ b
     return r, _op(K_LOGIC, sz), r, 0, 0
@@ -136,33 +136,33 @@ def alu(op, a, b, sz, cf):
     return a, o, d, s, s2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def neg(a, sz):
     """NEG: flags of SUB 0, a (CF = a != 0)."""
     r = (-a) & size_mask(sz)
     return r, _op(K_SUB, sz), r, a, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def not_(a, sz):
     """NOT: no flags."""
     return (~a) & size_mask(sz)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def inc(a, sz, cf):
     r = (a + 1) & size_mask(sz)
     return r, _op(K_INC, sz), r, 1, cf
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def dec(a, sz, cf):
     r = (a - 1) & size_mask(sz)
     return r, _op(K_DEC, sz), r, 1, cf
 
 
 # ---------------------------------------------------------------- shifts
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def shl(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     """SHL/SAL.  The count is masked to 5 bits; a masked count of 0 keeps value and flags."""
     count &= 31
@@ -174,7 +174,7 @@ def shl(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, _op(K_SHL, sz), r, t, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def shr(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     count &= 31
     if count == 0:
@@ -184,7 +184,7 @@ def shr(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, _op(K_SAR, sz), r, t, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sar(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     count &= 31
     if count == 0:
@@ -196,7 +196,7 @@ def sar(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, _op(K_SAR, sz), r, t, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rotl(x, n, width):
     """Rotate the ``width``-bit value ``x`` left by ``n`` (0 <= n < width), without overflow."""
     if n == 0:
@@ -232,7 +232,7 @@ def ror(val, count, sz, cc_op, cc_dst, cc_src, cc_src2):
     return r, CC_OP_EFLAGS, 0, f, 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rc_count(count, sz):
     count &= 31
     if sz == 1:
@@ -498,13 +498,13 @@ def aad(ax, base):
 
 
 # ---------------------------------------------------------------- bit scan and bit test
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bt_reg_offset(offset, sz):
     """The bit index of a register destination or of an immediate offset: offset mod width."""
     return offset & ((sz << 3) - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bt_mem_offset(offset, sz):
     """For BT* on memory with a register offset (``offset`` = the register, zero-extended to sz
     bytes, taken as signed): (byte displacement to add to the effective address, bit index) of

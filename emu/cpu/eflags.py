@@ -25,7 +25,7 @@ def get_eflags(sp):
                          sget(sp, S.EFLAGS))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def get_cf(sp):
     return F.compute_cf(sget(sp, S.CC_OP), sget(sp, S.CC_DST), sget(sp, S.CC_SRC), sget(sp, S.CC_SRC2))
 

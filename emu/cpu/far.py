@@ -43,12 +43,12 @@ SS_VECTOR = 12
 NOT_BUILT = -2  # EXIT_UNIMPLEMENTED was set
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _real_or_v86(sp):
     return (sget(sp, S.CR0) & 1) == 0 or (sget(sp, S.EFLAGS) & F.VM) != 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _not_built(sp, what):
     sset(sp, S.EXIT_REASON, S.EXIT_UNIMPLEMENTED)
     sset(sp, S.EXIT_ARG0, what)
@@ -73,12 +73,12 @@ def _get_desc(sp, tp, mp, cp, sel):
     return la, lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dpl(attr):
     return (attr >> S.ATTR_DPL_SHIFT) & 3
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gp_sel(sp, sel):
     return raise_fault(sp, GP_VECTOR, sel & 0xFFFC)
 

@@ -134,12 +134,12 @@ STOP = 2  # leave the loop after this instruction (EXIT_REASON set, EIP set)
 RESTART = 3  # leave the loop without retiring (EXIT_REASON set; EIP stays on the instruction)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _mask(size):
     return (1 << (8 * size)) - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _set_cc(sp, o, d, s, s2):
     p = sp + S.CC_OP * 8
     store_i64(p, o)
@@ -148,7 +148,7 @@ def _set_cc(sp, o, d, s, s2):
     store_i64(p + 24, s2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _cond(sp, cc):
     return F.cond(cc, load_i64(sp + S.CC_OP * 8), load_i64(sp + S.CC_DST * 8), load_i64(sp + S.CC_SRC * 8),
                   load_i64(sp + S.CC_SRC2 * 8))

@@ -51,7 +51,7 @@ def update_hflags(sp):
     sset(sp, S.HFLAGS, h)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def set_seg_cache(sp, seg, sel, base, limit, attr):
     o = S.SEG_BASE_SLOT + seg * S.SEG_STRIDE
     pe = (sget(sp, S.CR0) & 1) != 0
@@ -112,12 +112,12 @@ def read_desc(sp, tp, mp, cp, la):
     return lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def desc_base(lo, hi):
     return ((lo >> 16) & 0xFFFF) | ((hi & 0xFF) << 16) | (hi & 0xFF00_0000)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def desc_limit(lo, hi):
     limit = (lo & 0xFFFF) | (hi & 0xF_0000)
     if hi & (1 << 23):  # G: 4 KiB granularity
@@ -125,7 +125,7 @@ def desc_limit(lo, hi):
     return limit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def desc_attr(hi):
     """Descriptor bytes 5 and 6 in the segment cache's attribute layout."""
     return (hi >> 8) & 0xF0FF

@@ -52,7 +52,7 @@ def by_name() -> dict[str, Semantic]:
     return {s.name: s for s in REGISTRY}
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lsb_index(x):
     """Index of the lowest set bit of a nonzero 32-bit value."""
     i = 0
@@ -73,7 +73,7 @@ def _lsb_index(x):
     return i
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _msb_index(x):
     """Index of the highest set bit of a nonzero 32-bit value."""
     i = 0

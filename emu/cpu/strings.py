@@ -22,7 +22,7 @@ REP_E = 1  # F3: REP, or REPE for CMPS/SCAS
 REP_NE = 2  # F2: REPNE (REP for the others)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _set_index(sp, reg, value, amask):
     if amask == 0xFFFF:
         sset(sp, reg, (sget(sp, reg) & 0xFFFF_0000) | (value & 0xFFFF))

@@ -130,7 +130,7 @@ BRAND_DWORDS = _le_dwords(CPUID_BRAND.ljust(48, b"\0"))
 TSC_PER_INSN = S.TSC_RATE_RESET >> S.TSC_RATE_SHIFT
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def tsc_ticks(sp):
     """ICOUNT in TSC ticks at the current rate."""
     return (sget(sp, S.ICOUNT) * sget(sp, S.TSC_RATE)) >> S.TSC_RATE_SHIFT
@@ -168,33 +168,33 @@ RDPMC_COUNTERS = 2  # the P6 family's two counters (they always read 0 here)
 
 
 # ============================================================================== small helpers
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ud(sp):
     return raise_fault(sp, UD_VECTOR, NO_ERROR)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gp0(sp):
     return raise_fault(sp, GP_VECTOR, 0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pe(sp):
     return (sget(sp, S.CR0) & CR0_PE) != 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _vm(sp):
     return (sget(sp, S.EFLAGS) & F.VM) != 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _prot(sp):
     """Protected mode proper: PE and not virtual-8086."""
     return _pe(sp) and not _vm(sp)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _priv_ok(sp):
     """CPL 0 (real mode counts as privilege 0; virtual-8086 mode runs at CPL 3)."""
     if not _pe(sp):
@@ -202,7 +202,7 @@ def _priv_ok(sp):
     return sget(sp, S.CPL) == 0 and not _vm(sp)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rm_of(dst, src):
     return dst if dst != -2 else src
 
@@ -630,7 +630,7 @@ def cpuid_values(leaf, subleaf):
     return BRAND_DWORDS[i], BRAND_DWORDS[i + 1], BRAND_DWORDS[i + 2], BRAND_DWORDS[i + 3]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def read_tsc(sp):
     return tsc_ticks(sp) + sget(sp, S.TSC_OFFSET)
 
@@ -660,7 +660,7 @@ def _counters(sp, op):
 
 
 # ============================================================================== MSRs
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _fixed_mtrr_slot(msr):
     if msr == MSR_MTRR_FIX64K:
         return S.MSR_MTRR_FIXED
@@ -671,7 +671,7 @@ def _fixed_mtrr_slot(msr):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _valid_type(t, pat):
     """A memory type encoding: UC 0, WC 1, WT 4, WP 5, WB 6 (and UC- 7 in the PAT)."""
     return t == 0 or t == 1 or t == 4 or t == 5 or t == 6 or (pat and t == 7)

@@ -71,7 +71,7 @@ TYPE_BUSY = 0x2  # the busy bit in a TSS descriptor's type
 DESC_BUSY_BIT = 0x200  # the same bit in the descriptor's high dword
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def is_tss32(attr):
     return (attr & 0x8) != 0
 

@@ -52,7 +52,7 @@ ADDR_MASK_32 = 0xFFFFF000
 ADDR_MASK_PAE = 0x000F_FFFF_FFFF_F000  # 52-bit physical addresses
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def phys_host(pmap_ptr, phys):
     """Host offset of a physical byte in RAM/ROM, or -1 for MMIO or open bus (page tables there
     read as all-ones, as unmapped memory does)."""
@@ -64,7 +64,7 @@ def phys_host(pmap_ptr, phys):
     return (entry & ~PM_KIND_MASK) + (phys & 0xFFF)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rd_entry(mem_ptr, pmap_ptr, phys, wide):
     off = phys_host(pmap_ptr, phys)
     if off < 0:
@@ -74,7 +74,7 @@ def _rd_entry(mem_ptr, pmap_ptr, phys, wide):
     return load_u32(mem_ptr + off)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _set_bits(mem_ptr, pmap_ptr, phys, bits):
     """Set A/D bits in a page-table entry's low dword (RAM only; ROM tables stay as they are)."""
     if phys >> 32:

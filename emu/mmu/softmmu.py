@@ -61,17 +61,17 @@ _IGNORED = -4
 _MMIO = -5
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sget(st_ptr, slot):
     return load_i64(st_ptr + slot * 8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sset(st_ptr, slot, value):
     store_i64(st_ptr + slot * 8, value)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def count(ctx_ptr, counter):
     p = load_i64(ctx_ptr + CTX_STATS * 8) + counter * 8
     store_i64(p, load_i64(p) + 1)
@@ -135,7 +135,7 @@ def translate(ctx_ptr, linear, acc, user):
     return _OPEN_BUS
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _load(p, size):
     """Load 1..8 bytes. The halves of a page-crossing access have any size from 1 to 7: those go
     byte by byte, so no byte beyond the access is read (or, in _store, written)."""
@@ -153,7 +153,7 @@ def _load(p, size):
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _store(p, size, value):
     if size == 1:
         store_u8(p, value)

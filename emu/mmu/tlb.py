@@ -45,7 +45,7 @@ def new_tlb() -> np.ndarray:
     return tlb
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def tlb_slot(kind, linear):
     """Index of the TE_TAG word for `linear` in table `kind`."""
     return ((kind << TLB_BITS) + ((linear >> 12) & TLB_INDEX_MASK)) * TLB_STRIDE
@@ -80,7 +80,7 @@ def tlb_flush_phys_writes(tlb_ptr, ppn):
             store_i64(p, TAG_EMPTY)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def tlb_fill(tlb_ptr, kind, linear, user, host_off, ppn, global_page):
     p = tlb_ptr + tlb_slot(kind, linear) * 8
     page = linear & ~0xFFF

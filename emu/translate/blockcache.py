@@ -112,7 +112,7 @@ class BlockCache:
         return int(np.count_nonzero(self.tbs[TB_PHYS: n * TB_WIDTH: TB_WIDTH] >= 0))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def table_set(phys, hflags):
     h = phys ^ (phys >> TABLE_BITS) ^ (hflags * TABLE_HFLAGS_MIX)
     return (h & (TABLE_SETS - 1)) * TABLE_WAYS
@@ -171,13 +171,13 @@ def invalidate_page(bc_ptr, ppn):
     return dropped
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def page_has_code(bc_ptr, ppn):
     heads = load_i64(bc_ptr + BC_PAGEHEAD_PTR * 8)
     return load_i32(heads + (ppn & (PHYS_PAGES - 1)) * 4) != 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def granule_bits(lo, hi):
     """The mask of the 128-byte granules that page offsets [lo, hi) touch (0 <= lo < hi <= 4096)."""
     first = lo >> GRANULE_SHIFT
@@ -185,7 +185,7 @@ def granule_bits(lo, hi):
     return ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _tb_span(tbs, tb, k):
     """Page offsets [lo, hi) of block `tb`'s bytes on its k-th page."""
     start = load_i64(tbs + (tb * TB_WIDTH + TB_PHYS) * 8) & PAGE_OFFSET_MASK

@@ -107,7 +107,7 @@ _SZ_V, _SZ_P, _SZ_A = _op.SZ_V, _op.SZ_P, _op.SZ_A
 AM = _op  # the AM_* constants
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _check(p, n, pos, end):
     """0 if code[p:p+n] may be read; DEC_INVALID past 15 bytes; DEC_TRUNCATED past end."""
     if p + n - pos > 15:
@@ -117,7 +117,7 @@ def _check(p, n, pos, end):
     return 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _read(code, p, n):
     v = 0
     for i in range(n):
@@ -125,7 +125,7 @@ def _read(code, p, n):
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sext(v, n):
     bits = 8 * n
     if v >= (np.int64(1) << (bits - 1)):

@@ -204,7 +204,7 @@ TR_NEED_NEXT = -3  # an instruction straddles into the next page: translate it, 
 NEXT_UNKNOWN = -2  # next_host value: the next page has not been looked at yet
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _operand(out, i, nops):
     """Row encoding of decoded operand i: a register number, RM_MEM or RM_NONE."""
     if i >= nops:
