@@ -268,9 +268,11 @@ class MainLoop:
             if not enginebuild.engine_cached():  # cold: a second process compiles half (enginebuild.py)
                 helper = enginebuild.start_helper()
             try:
+                if helper is not None:
+                    enginebuild.build_main_half_first()
                 scratch = CpuCore(1 << 20)
-                scratch.run(0)
                 scratch.deliver_interrupt(0x08)
+                scratch.run(0)
             finally:
                 if helper is not None:
                     helper.kill()  # its work is in the cache by now, or this process did it
@@ -468,7 +470,7 @@ class CompileNotice:
 
     QUIET_SECONDS = 2.0  # a warm start loads in well under this
     LOG_SECONDS = 10.0  # not a terminal (a log file): one progress line this often
-    TEXT = "pyemu: compiling the engine for this machine (once after an install or update; a few minutes)"
+    TEXT = "pyemu: compiling the engine for this machine (once after an install or update, about a minute)"
 
     def __init__(self, out=None):
         import sys
