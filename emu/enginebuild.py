@@ -126,6 +126,15 @@ def start_helper() -> subprocess.Popen | None:
         return None
 
 
+def finish_helper(helper: subprocess.Popen) -> None:
+    """End the helper once this process has the whole engine: what it finished is in the cache,
+    and whatever it was still compiling, this process did not need. Its count stops showing."""
+    global _helper_started
+    helper.kill()
+    helper.wait()
+    _helper_started = False
+
+
 def helper_compiles() -> int:
     """How many functions the helper has compiled so far (0 when there is none)."""
     if not _helper_started:

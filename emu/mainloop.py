@@ -275,8 +275,7 @@ class MainLoop:
                 scratch.run(0)
             finally:
                 if helper is not None:
-                    helper.kill()  # its work is in the cache by now, or this process did it
-                    helper.wait()
+                    enginebuild.finish_helper(helper)
 
     def run(self) -> int:
         try:

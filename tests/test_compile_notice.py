@@ -25,11 +25,14 @@ def test_a_slow_engine_load_prints_one_line_with_progress(monkeypatch):
     assert text.count("\n") == 1  # one line on a terminal
 
 
-def test_the_line_counts_compiled_functions_against_the_engine():
+def test_the_line_counts_compiled_functions_against_the_engine(monkeypatch):
     """The progress is numba's compiles so far out of the engine's (non-inlined) jitted functions."""
     from numba import njit
 
     import emu.cpu.interp  # noqa: F401 - the engine's modules, whose functions make the total
+    from emu import enginebuild
+
+    monkeypatch.setattr(enginebuild, "_helper_started", False)  # no helper process in this test
 
     @njit
     def stands_for_an_engine_function(x):
