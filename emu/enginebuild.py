@@ -81,8 +81,10 @@ def install() -> None:
     compile_ = Dispatcher.compile
     (cache_dir() / LOCK_DIR).mkdir(parents=True, exist_ok=True)
 
+    from emu.numbaload import is_engine_function
+
     def compile(self, sig):
-        if not getattr(self.py_func, "__module__", "").startswith("emu."):
+        if not is_engine_function(self):
             return compile_(self, sig)
         args, _ = sigutils.normalize_signature(sig)
         if tuple(args) in self.overloads:
@@ -145,6 +147,23 @@ def helper_compiles() -> int:
         return 0
 
 
+def on_compile(callback):
+    """Call `callback()` after each of numba's compiles (its `numba:compile` event) in this process;
+    returns the listener, for `numba.core.event.unregister`."""
+    from numba.core import event
+
+    class Counter(event.Listener):
+        def on_start(self, ev):
+            pass
+
+        def on_end(self, ev):
+            callback()
+
+    listener = Counter()
+    event.register("numba:compile", listener)
+    return listener
+
+
 def exec_cold_signature() -> tuple:
     """The argument types `run` calls `exec_cold` with: the two int64 arrays, the four raw
     addresses (uint64) and the decoded operands (int64). tests/test_engine_build.py checks this
@@ -157,26 +176,20 @@ def exec_cold_signature() -> tuple:
 
 def build_helper_half() -> None:
     """The helper's roots: `exec_cold` and its callees (interrupts, far transfers, system, x87)."""
-    from numba.core import event
-
     from emu.cpu.interp import exec_cold
 
     progress = cache_dir() / LOCK_DIR / PROGRESS_FILE
     count = 0
 
-    class Counter(event.Listener):
-        def on_start(self, ev):
+    def one_more() -> None:
+        nonlocal count
+        count += 1
+        try:
+            progress.write_text(str(count))
+        except OSError:
             pass
 
-        def on_end(self, ev):
-            nonlocal count
-            count += 1
-            try:
-                progress.write_text(str(count))
-            except OSError:
-                pass
-
-    event.register("numba:compile", Counter())
+    on_compile(one_more)
     exec_cold.compile(exec_cold_signature())
 
 

@@ -509,26 +509,20 @@ class CompileNotice:
         return text
 
     def _count_compiles(self) -> None:
-        """Count numba's compiles of engine functions (its `numba:compile` event) and how many
-        there are: every jitted function in `emu` that numba does not inline into its callers."""
+        """Count numba's compiles in this process (its `numba:compile` event) and the engine's functions
+        (the total): every jitted function in `emu` that numba does not inline into its callers."""
         import sys
 
         try:
-            from numba.core import event
             from numba.core.dispatcher import Dispatcher
         except ImportError:
             return
-        notice = self
+        from emu.enginebuild import on_compile
 
-        class Counter(event.Listener):
-            def on_start(self, ev):
-                pass
+        def one_more() -> None:
+            self.compiled += 1
 
-            def on_end(self, ev):
-                notice.compiled += 1
-
-        self.listener = Counter()
-        event.register("numba:compile", self.listener)
+        self.listener = on_compile(one_more)
         seen = set()
         for name, module in list(sys.modules.items()):
             if not name.startswith("emu.") or module is None:

@@ -47,6 +47,12 @@ def install() -> None:
     _unliteral_engine_calls()
 
 
+def is_engine_function(dispatcher) -> bool:
+    """A jitted function defined in pyemu (a module `emu.*`): the rules here and in enginebuild.py
+    change how numba compiles these, and no one else's."""
+    return getattr(dispatcher.py_func, "__module__", "").startswith("emu.")
+
+
 def _unliteral_engine_calls() -> None:
     """Type the arguments of calls to `emu` functions as plain values (see the module docstring)."""
     try:
@@ -59,7 +65,7 @@ def _unliteral_engine_calls() -> None:
         return
 
     def get_call_template(self, args, kws):
-        if getattr(self.py_func, "__module__", "").startswith("emu."):
+        if is_engine_function(self):
             args = tuple(types.unliteral(a) for a in args)
             kws = {k: types.unliteral(v) for k, v in kws.items()}
         return template(self, args, kws)
