@@ -264,18 +264,18 @@ class MainLoop:
         from emu.cpu.core import CpuCore
 
         helper = None
-        with CompileNotice():
-            if not enginebuild.engine_cached():  # cold: a second process compiles half (enginebuild.py)
-                helper = enginebuild.start_helper()
-            try:
+        try:
+            with CompileNotice():  # its last line counts the helper's compiles too: it ends first
+                if not enginebuild.engine_cached():  # cold: a second process compiles half (enginebuild.py)
+                    helper = enginebuild.start_helper()
                 if helper is not None:
                     enginebuild.build_main_half_first()
                 scratch = CpuCore(1 << 20)
                 scratch.deliver_interrupt(0x08)
                 scratch.run(0)
-            finally:
-                if helper is not None:
-                    enginebuild.finish_helper(helper)
+        finally:
+            if helper is not None:
+                enginebuild.finish_helper(helper)
 
     def run(self) -> int:
         try:
