@@ -183,7 +183,8 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
             st[S.EXIT_REASON] = S.EXIT_BUDGET
             stats[K.EXIT_BUDGET] += 1
             return S.EXIT_BUDGET
-        if st[S.INHIBIT_IRQ]:
+        shadow = st[S.INHIBIT_IRQ] != 0
+        if shadow:
             st[S.INHIBIT_IRQ] = 0
         elif st[S.INTR_LINE] and (st[S.EFLAGS] & F.IF):
             st[S.EXIT_REASON] = S.EXIT_IRQ
@@ -324,6 +325,11 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         tf = st[S.EFLAGS] & F.TF
         if tf and limit > 1:
             limit = 1  # EFLAGS.TF: one instruction, then the single-step trap
+        if shadow and limit > 1:
+            # The instruction after STI (or MOV/POP SS) runs alone, so that an interrupt can be
+            # taken right after it (SDM Vol 3, 6.8.3): `STI; NOP; CLI` opens a one-instruction
+            # window that a block running on to the CLI would never show to step 1.
+            limit = 1
         h = H.H_NOP
         # ---- tier 1: a compiled prefix of the block (emu/translate/tier1.py)
         fn = tbs[tb * TB_WIDTH + TB_FN]
