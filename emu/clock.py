@@ -73,6 +73,13 @@ class VirtualClock:
             return self._frozen_ns
         return time.monotonic_ns() - self._host_start
 
+    def host_origin_ns(self) -> int:
+        """The host's monotonic clock (time.monotonic_ns) at guest time 0, in host time: guest time
+        is that clock minus this (while the clock is frozen, this moves with the host clock)."""
+        if self._frozen_ns is not None:
+            return time.monotonic_ns() - self._frozen_ns
+        return self._host_start
+
     def skip_host(self, ns: int) -> None:
         """Host time the guest did not live through (pyemu compiling its code): guest time, which
         follows the host clock, leaves it out, so timers and the TSC do not jump over it."""

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from emu.cpu import state as S
-from emu.tsc import TscSync
+from emu.tsc import HostTsc, TscSync, new_tsc
 
 if TYPE_CHECKING:
     from emu.gdbstub import GdbStub
@@ -94,7 +94,24 @@ class MainLoop:
             return slice_
         return max(1, min(slice_, clock.ns_to_instructions(nd - clock.now())))
 
-    def _sleep_until_interrupt(self, tsc: TscSync | None = None) -> bool:
+    def _new_tsc(self) -> TscSync | HostTsc:
+        """The TSC's model for this run (emu/tsc.py). A host-clock TSC pauses while pyemu compiles,
+        as guest time does: the core's compile hook tells both."""
+        m = self.m
+        tsc = new_tsc(m.st, m.clock)
+        if isinstance(tsc, HostTsc):
+            skip = m.clock.skip_host
+
+            def compiled(ns: int) -> None:
+                skip(ns)
+                tsc.skip_host(ns)
+
+            m.core.compile_hook = compiled
+        else:
+            m.core.compile_hook = m.clock.skip_host
+        return tsc
+
+    def _sleep_until_interrupt(self, tsc: TscSync | HostTsc | None = None) -> bool:
         """HLT with IF=1: wait for an interrupt. False when the wall-clock timeout ran out."""
         try:
             return self._wait_for_interrupt()
@@ -308,7 +325,7 @@ class MainLoop:
         fe = self.frontend
         exits = self.exits
         trace = self.trace
-        tsc = TscSync(st, clock)
+        tsc = self._new_tsc()
         if self.timeout is not None:
             self.wall_end = self.wall_start + self.timeout
         st[S.INTR_LINE] = 1 if pic.pending() else 0
@@ -328,7 +345,7 @@ class MainLoop:
             if self.state_loaded:  # a loadvm between two runs
                 self.state_loaded = False
                 last_ic = int(st[S.ICOUNT])
-                tsc = TscSync(st, clock)
+                tsc = self._new_tsc()
             if m.exit_status is not None:
                 return m.exit_status
             budget = self._budget()

@@ -80,4 +80,19 @@ def call_block_fn(typingctx, fnaddr, arg0, arg1, arg2):
     return sig, codegen
 
 
-__all__ = [name for name in dir() if name.startswith(("load_", "store_"))] + ["call_block_fn"]
+@intrinsic
+def call_clock_fn(typingctx, fnaddr, clock_id, bufaddr):
+    """Call native code at `fnaddr` as `int f(int, void *)`: the C library's clock_gettime, whose
+    address Python put in the state array (emu/tsc.py). Returns its int result."""
+    sig = types.int64(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        i32, ptr = ir.IntType(32), ir.IntType(8).as_pointer()
+        fn = builder.inttoptr(args[0], ir.FunctionType(i32, [i32, ptr]).as_pointer())
+        r = builder.call(fn, [builder.trunc(args[1], i32), builder.inttoptr(args[2], ptr)])
+        return builder.sext(r, ir.IntType(64))
+
+    return sig, codegen
+
+
+__all__ = [name for name in dir() if name.startswith(("load_", "store_"))] + ["call_block_fn", "call_clock_fn"]

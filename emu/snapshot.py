@@ -443,6 +443,13 @@ def _apply(pc, loop, p: dict) -> None:
     st[:] = p["cpu"]  # after the devices, whose callbacks (A20, INTR) write to it
     for i, v in keep.items():
         st[i] = v
+    if st[S.TSC_HOST_FN]:
+        # saved with the TSC on the host's clock (emu/tsc.py): TSC = guest ns + TSC_OFFSET. The
+        # host-clock slots belong to the process that saved it; restore the TSC as a counted one,
+        # whose value is the saved TSC, and let the main loop put it on this host's clock again.
+        tsc = p["clock"][0] + int(st[S.TSC_OFFSET])
+        st[S.TSC_HOST_FN] = st[S.TSC_HOST_CLOCK] = st[S.TSC_HOST_ORIGIN] = 0
+        st[S.TSC_OFFSET] = tsc - ((int(st[S.ICOUNT]) * int(st[S.TSC_RATE])) >> S.TSC_RATE_SHIFT)
     clock.rearm(p["timers"])  # the saved deadlines in the saved order, over what load_state armed
     if p["bios"] is not None:
         for f, v in p["bios"].items():

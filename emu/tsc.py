@@ -1,15 +1,23 @@
-"""The time-stamp counter kept in step with guest time.
+"""The time-stamp counter kept in step with guest time: a 1 GHz TSC, one tick per guest nanosecond.
 
-Inside the compiled loop RDTSC is `(ICOUNT * TSC_RATE >> 8) + TSC_OFFSET` (emu/cpu/system.py):
-ticks per retired instruction. No fixed rate is right: how many instructions a guest nanosecond
-holds depends on what the guest does (a loop polling the PIT exits to Python on every read and runs
-at a fraction of a decompressor's speed). A guest that calibrates its TSC against the PIT and then
-checks one against the other (Linux's clocksource watchdog: "Marking clocksource 'tsc' as unstable
-because the skew is too large") must see them agree, or it falls back to a tick-based clock.
+Two ways, as the clock (emu/clock.py) has two kinds of guest time:
 
-So at every exit the main loop calls `TscSync.sync`, which keeps the TSC at one tick per nanosecond
-of guest time (the virtual clock: the host clock, or instructions under -icount, which keeps it
-deterministic):
+- **Host time** (the default): `HostTsc`. RDTSC reads the host's monotonic clock itself, through the
+  C library's `clock_gettime` (its address is in the state array, TSC_HOST_FN; emu/cpu/system.py),
+  minus the clock's origin: it is guest time, to the nanosecond, at the moment of the read, as QEMU
+  reads the host's clock without -icount. A guest that calibrates its TSC against the PIT (SeaBIOS,
+  Linux) measures exactly 1,000 MHz however fast or slow the code around the read runs, and the two
+  never drift apart (Linux's clocksource watchdog). Time pyemu spends compiling, which guest time
+  leaves out (`VirtualClock.skip_host`), pauses the TSC too (`skip_host` below). The TSC never moves
+  back: when the clock's origin moves (a debugger or monitor pause ends), TSC_OFFSET takes up the
+  difference.
+- **Instructions** (-icount, or a host without a usable clock_gettime): `TscSync`. Inside the
+  compiled loop RDTSC is `(ICOUNT * TSC_RATE >> 8) + TSC_OFFSET`: ticks per retired instruction,
+  which keeps -icount deterministic. Under -icount guest time is instructions, so the rate is exact.
+
+The instruction-rated TSC needs a rate, and none is right in host time: how many instructions a
+guest nanosecond holds depends on what the guest does. So there, at every exit, `TscSync.sync`
+keeps the TSC near guest time:
 
 - when the TSC has fallen behind guest time since the anchor, TSC_OFFSET moves it forward to meet
   it; it never moves back, so the TSC is monotonic;
@@ -17,28 +25,22 @@ deterministic):
   (RATE_UNDERSHOOT), so that within a run slice it rises smoothly and lags guest time slightly,
   to be caught up at the next exit;
 - at any exit that finds the TSC ahead of guest time, the rate drops to RATE_MIN there and then,
-  until the next window measures it again: when the guest suddenly runs faster (its loop just
-  became compiled code) its lead is the one slice that ran at the old rate, not seconds;
-- a window that spans a halt does not measure anything (`idle`): guest time that passed with no
-  instructions retired would make the rate thousands of ticks per instruction, and the next busy
-  slices would push the TSC seconds ahead of guest time. A Linux guest then sees time jump: its
-  timeouts fire early ("Problem loading in-kernel X.509 certificate (-110)") and its watchdog
-  reports soft lockups.
+  until the next window measures it again;
+- a window that spans a halt does not measure anything (`idle`).
 
-A guest write to the TSC (WRMSR 10h) or a machine reset moves the anchor.
+That model is why host time now reads the host clock: a slice that ran faster than the window
+before it (Python work in the window, compiled code in the slice) put the TSC milliseconds ahead
+of guest time, where it crawled at RATE_MIN; SeaBIOS, calibrating its TSC against PIT channel 2
+in that time, measured "CPU Mhz=0", its floppy timeouts fired at once and the boot ended in "No
+bootable device" for 60 seconds (seen with a higher tier-1 threshold, and on loaded hosts).
 
-When guest time is host time, the rate windows are measured in the main thread's CPU time, not in
-wall time: time the host spent running other processes is guest time that passed with no
-instructions retired, like a halt, and measured in wall time it made the rate too high. On a loaded
-host (six pyemus on two cores) the next slice then pushed the TSC milliseconds ahead of guest time,
-where it crawled at RATE_MIN until guest time caught up; SeaBIOS, calibrating its TSC against PIT
-channel 2 in that time, measured "CPU Mhz=0", its floppy timeouts fired at once, and the boot
-ended in "No bootable device" (found by the image-test matrix). A preemption now only leaves the
-TSC behind, to be caught up at the next exit.
+A guest write to the TSC (WRMSR 10h) moves TSC_OFFSET in both ways; a machine reset clears the
+host-clock slots and the TSC starts again from 0.
 """
 
 from __future__ import annotations
 
+import ctypes
 import time
 
 from emu.cpu import state as S
@@ -102,3 +104,75 @@ class TscSync:
         if offset != self.offset or rate != self.rate:
             st[S.TSC_OFFSET], st[S.TSC_RATE] = offset, rate
             self.offset, self.rate = offset, rate
+
+
+def host_clock() -> tuple[int, int] | None:
+    """(address of the C library's clock_gettime, CLOCK_MONOTONIC) where compiled code can call it
+    with a 16-byte struct timespec (64-bit Linux and macOS); None elsewhere (Windows)."""
+    clock_id = getattr(time, "CLOCK_MONOTONIC", None)
+    if clock_id is None or not hasattr(time, "clock_gettime_ns"):
+        return None
+    if ctypes.sizeof(ctypes.c_void_p) != 8 or ctypes.sizeof(ctypes.c_long) != 8:
+        return None
+    try:
+        fn = ctypes.CDLL(None).clock_gettime
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes, fn.restype = (ctypes.c_int, ctypes.c_void_p), ctypes.c_int
+    ts = (ctypes.c_int64 * 2)()
+    if fn(clock_id, ctypes.addressof(ts)) != 0:
+        return None
+    return ctypes.cast(fn, ctypes.c_void_p).value, clock_id
+
+
+class HostTsc:
+    """RDTSC reads the host clock (host time; see the module docstring). `sync` and `idle` have
+    TscSync's interface; `sync` only keeps the clock's origin in the state array."""
+
+    def __init__(self, st, clock, fn: int, clock_id: int):
+        self.st, self.clock, self.fn, self.clock_id = st, clock, fn, clock_id
+        # the clock reads time.monotonic_ns; compiled code reads clock_gettime(clock_id): the same
+        # clock on Linux, and on any host the same rate (nanoseconds), so one difference relates them
+        self.delta = min((time.clock_gettime_ns(clock_id) - time.monotonic_ns() for _ in range(3)), key=abs)
+        self.sync()
+
+    def _origin(self) -> int:
+        """The host clock's (clock_gettime's) reading at guest time 0."""
+        return self.clock.host_origin_ns() + self.delta
+
+    def sync(self) -> None:
+        st = self.st
+        if int(st[S.TSC_HOST_FN]) != self.fn:
+            # first run, or a RESET cleared the slots: go on from the TSC the instructions counted
+            counted = tsc_value(int(st[S.ICOUNT]), int(st[S.TSC_OFFSET]), int(st[S.TSC_RATE]))
+            st[S.TSC_HOST_CLOCK] = self.clock_id
+            st[S.TSC_HOST_ORIGIN] = self._origin()
+            st[S.TSC_OFFSET] = counted - self.clock.now()
+            st[S.TSC_HOST_FN] = self.fn
+            return
+        old = int(st[S.TSC_HOST_ORIGIN])
+        origin = self._origin()
+        if origin == old:
+            return
+        if origin > old:  # guest time jumped back (a pause ended): the TSC must not
+            st[S.TSC_OFFSET] += origin - old
+        st[S.TSC_HOST_ORIGIN] = origin
+
+    def skip_host(self, ns: int) -> None:
+        """The clock left `ns` of host time out of guest time (pyemu compiled code, the guest did
+        not run): the TSC pauses for it too."""
+        if int(self.st[S.TSC_HOST_FN]) == self.fn:
+            self.st[S.TSC_HOST_ORIGIN] += ns
+
+    def idle(self) -> None:
+        pass
+
+
+def new_tsc(st, clock):
+    """The TSC model for this clock: the host clock in host time where it can be read, else
+    instructions at a rate."""
+    if not getattr(clock, "icount", True):
+        hc = host_clock()
+        if hc is not None:
+            return HostTsc(st, clock, *hc)
+    return TscSync(st, clock)

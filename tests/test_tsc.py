@@ -114,3 +114,79 @@ def lead(st, clock, sync, insns, ns, steps) -> list[int]:
         last = tsc(st)
         out.append(last - clock.ns)
     return out
+
+
+# ---------------------------------------------------------------- host time: RDTSC reads the host clock
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from emu.clock import VirtualClock  # noqa: E402
+from emu.cpu.system import read_tsc  # noqa: E402
+from emu.tsc import HostTsc, host_clock, new_tsc  # noqa: E402
+
+needs_host_clock = pytest.mark.skipif(host_clock() is None, reason="no clock_gettime to call (Windows)")
+
+
+def host_fresh():
+    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
+    S.reset_state(st)
+    clock = VirtualClock()
+    return st, clock, new_tsc(st, clock)
+
+
+def rdtsc(st) -> int:
+    return int(read_tsc(st.ctypes.data))
+
+
+@needs_host_clock
+def test_in_host_time_rdtsc_is_guest_nanoseconds_whatever_the_instruction_count():
+    """A guest calibrating its TSC against the PIT (SeaBIOS, Linux) sees 1 tick per guest ns, however
+    many instructions the loop around the reads retired: here none."""
+    st, clock, tsc_model = host_fresh()
+    assert isinstance(tsc_model, HostTsc)
+    rdtsc(st)  # (loads the compiled function)
+    g0, t0 = clock.now(), rdtsc(st)
+    time.sleep(0.02)
+    t1, g1 = rdtsc(st), clock.now()
+    assert abs((t1 - t0) - (g1 - g0)) < 2_000_000  # 20 ms apart, equal within 2 ms of call overhead
+    assert abs(t1 - g1) < 2_000_000  # and the TSC started at 0 with guest time
+
+
+@needs_host_clock
+def test_host_tsc_pauses_while_pyemu_compiles_and_never_goes_back():
+    st, clock, tsc_model = host_fresh()
+    before = rdtsc(st)
+    time.sleep(0.03)  # pyemu compiling: the clock and the TSC both leave it out
+    clock.skip_host(30_000_000)
+    tsc_model.skip_host(30_000_000)
+    after = rdtsc(st)
+    assert before <= after < before + 10_000_000
+    # a pause whose end moves guest time's origin: the TSC does not jump back
+    clock._frozen_ns = clock.now()
+    time.sleep(0.01)
+    tsc_model.sync()
+    frozen = rdtsc(st)
+    clock._host_start = time.monotonic_ns() - clock._frozen_ns
+    clock._frozen_ns = None
+    tsc_model.sync()
+    assert rdtsc(st) >= frozen
+
+
+@needs_host_clock
+def test_host_tsc_follows_a_guest_write_and_restarts_at_reset():
+    st, clock, tsc_model = host_fresh()
+    from emu.cpu.system import wrmsr_value
+
+    wrmsr_value(st.ctypes.data, 0x10, 1 << 40)  # WRMSR IA32_TIME_STAMP_COUNTER
+    assert 1 << 40 <= rdtsc(st) < (1 << 40) + 2_000_000
+    time.sleep(0.005)
+    S.reset_state(st)  # RESET clears the host-clock slots ...
+    tsc_model.sync()  # ... and the next exit puts the TSC on the host clock again, from 0
+    assert 0 <= rdtsc(st) < 2_000_000
+
+
+def test_icount_keeps_the_counted_tsc():
+    st = np.zeros(S.STATE_SIZE, dtype=np.int64)
+    S.reset_state(st)
+    assert isinstance(new_tsc(st, VirtualClock(icount=True)), TscSync)

@@ -123,6 +123,14 @@ FPU_FDS = 146
 TSC_RATE = 148  # TSC ticks per retired instruction, in 1/256ths (emu/tsc.py keeps it near the real rate)
 TSC_RATE_SHIFT = 8
 TSC_RATE_RESET = 8 << TSC_RATE_SHIFT  # 8 ns per instruction at the clock's default: a 1 GHz TSC
+# The TSC read from the host's clock (emu/tsc.py, host time): when TSC_HOST_FN is not 0, RDTSC is
+# guest nanoseconds read from the C library's clock_gettime at TSC_HOST_FN, minus TSC_HOST_ORIGIN
+# (the host clock's reading at guest time 0), plus TSC_OFFSET. Set by Python only, never by the
+# guest; RESET clears them (the TSC counts instructions until the main loop sets them again).
+TSC_HOST_FN = 149
+TSC_HOST_CLOCK = 150  # clock_gettime's clock id (CLOCK_MONOTONIC)
+TSC_HOST_ORIGIN = 151
+TSC_TIMESPEC = 152  # 152..153: the struct timespec clock_gettime writes (tv_sec, tv_nsec)
 MXCSR = 147  # kept for FXSAVE/FXRSTOR only: no SSE instructions (CPUID.1:EDX.SSE = 0)
 MXCSR_RESET = 0x1F80
 FPU_FCW_POWERUP = 0x0040  # SDM Vol 3, Table 9-1: FCW 0040h, FSW 0, FTW 5555h (all registers +0)

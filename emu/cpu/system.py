@@ -50,7 +50,7 @@ from emu.cpu.segments import (
 from emu.mmu.paging import CR0_PE, CR0_PG, CR0_WP, CR4_PAE, CR4_PGE, CR4_PSE, phys_host
 from emu.mmu.softmmu import CTX_MEM, CTX_PMAP, MEM_FAULT, count
 from emu.mmu.tlb import tlb_flush_all, tlb_flush_page
-from emu.rawptr import load_i64
+from emu.rawptr import call_clock_fn, load_i64
 
 UD_VECTOR = 6
 DB_VECTOR = 1
@@ -124,15 +124,23 @@ def _le_dwords(raw: bytes) -> np.ndarray:
 VENDOR_DWORDS = _le_dwords(CPUID_VENDOR)  # EBX, EDX, ECX order of the string
 BRAND_DWORDS = _le_dwords(CPUID_BRAND.ljust(48, b"\0"))
 
-# RDTSC: TSC = (ICOUNT * TSC_RATE >> TSC_RATE_SHIFT) + TSC_OFFSET: ticks per retired instruction,
-# a 1 GHz TSC if the guest ran at the rate the main loop measured (emu/tsc.py adjusts both slots at
-# every exit so that the TSC follows guest time); 8 ticks per instruction at reset.
+# RDTSC: a 1 GHz TSC, TSC = ticks + TSC_OFFSET, where ticks (emu/tsc.py) are either
+# - guest nanoseconds read from the host's clock (guest time is host time: TSC_HOST_FN set), or
+# - ICOUNT * TSC_RATE >> TSC_RATE_SHIFT: ticks per retired instruction (-icount, where guest time
+#   is instructions, and before the main loop first runs); 8 ticks per instruction at reset.
 TSC_PER_INSN = S.TSC_RATE_RESET >> S.TSC_RATE_SHIFT
+NS_PER_SECOND = 1_000_000_000
 
 
 @njit(cache=True)
 def tsc_ticks(sp):
-    """ICOUNT in TSC ticks at the current rate."""
+    """The TSC without TSC_OFFSET: guest nanoseconds on the host's clock, or ICOUNT at the rate."""
+    fn = sget(sp, S.TSC_HOST_FN)
+    if fn != 0:
+        ts = sp + S.TSC_TIMESPEC * 8
+        call_clock_fn(fn, sget(sp, S.TSC_HOST_CLOCK), ts)
+        return (sget(sp, S.TSC_TIMESPEC) * NS_PER_SECOND + sget(sp, S.TSC_TIMESPEC + 1)
+                - sget(sp, S.TSC_HOST_ORIGIN))
     return (sget(sp, S.ICOUNT) * sget(sp, S.TSC_RATE)) >> S.TSC_RATE_SHIFT
 
 # ------------------------------------------------------------------------------ MSRs (SDM Vol 4)
