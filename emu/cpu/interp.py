@@ -334,7 +334,7 @@ def run(st, mem, tlb, ctx, stats, rows, tbs, table, bc, dec_out, form_h, form_au
         # ---- tier 1: a compiled prefix of the block (emu/translate/tier1.py)
         fn = tbs[tb * TB_WIDTH + TB_FN]
         if fn > 0:
-            if nrows <= limit and tf == 0 and (st[S.LOG_MASK] & (S.LOG_EXEC | S.LOG_CPU)) == 0:
+            if nrows <= limit and tf == 0 and not shadow and (st[S.LOG_MASK] & (S.LOG_EXEC | S.LOG_CPU)) == 0:
                 r1 = call_block_fn(fn, sp, cp, 0)
                 last = (r1 >> T1_TB_SHIFT) & T1_TB_MASK
                 if last != tb:  # it chained into compiled successors: go on with the last one

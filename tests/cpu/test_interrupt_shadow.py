@@ -16,13 +16,16 @@ from emu.cpu.core import CpuCore
 from tests.cpu.test_unicorn_diff import CODE, DATA_END, system_image
 
 STI_NOP_CLI_LOOP = bytes.fromhex("fb 90 fa ebfb")  # .l: sti / nop / cli / jmp .l
+# .l: sti / jmp .m / .m: cli / jmp .l: the shadow's instruction is a control transfer
+STI_JMP_CLI_LOOP = bytes.fromhex("fb eb00 fa ebfa")
 
 
+@pytest.mark.parametrize("code", [STI_NOP_CLI_LOOP, STI_JMP_CLI_LOOP], ids=["nop", "jmp"])
 @pytest.mark.parametrize("threshold", [0, 1], ids=["interpreter", "compiled"])
-def test_an_interrupt_is_taken_in_a_one_instruction_sti_window(threshold):
+def test_an_interrupt_is_taken_in_a_one_instruction_sti_window(threshold, code):
     core = CpuCore(ram_bytes=1 << 20, tier1_threshold=threshold)
     img = system_image(32)
-    img[CODE:CODE + len(STI_NOP_CLI_LOOP)] = STI_NOP_CLI_LOOP
+    img[CODE:CODE + len(code)] = code
     core.mem[:DATA_END] = np.frombuffer(bytes(img), dtype=np.uint8)
     core.setup_flat32()
     core.st[S.EIP] = CODE
@@ -33,5 +36,5 @@ def test_an_interrupt_is_taken_in_a_one_instruction_sti_window(threshold):
     core.st[S.INTR_LINE] = 1  # the PIC raised INTR
     reason = core.run(1000)
     assert reason == S.EXIT_IRQ
-    assert int(core.st[S.EIP]) == CODE + 2  # after the NOP, before the CLI
+    assert int(core.st[S.EIP]) == CODE + len(code) - 3  # after the NOP (JMP), before the CLI
     assert core.st[S.EFLAGS] & F.IF
