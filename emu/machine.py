@@ -29,6 +29,7 @@ from emu.devices.port92 import Port92
 from emu.devices.rtc146818 import Rtc146818
 from emu.devices.uart16550 import NullBackend, Uart16550
 from emu.devices.vga import Vga
+from emu.tsc import skip_host as tsc_skip_host
 
 MB = 1 << 20
 VGA_WINDOW = (0xA0000, 0xC0000)
@@ -118,7 +119,7 @@ class Machine:
         from emu.cpu.core import CpuCore
 
         self.core = CpuCore(self.ram_bytes, rom, tier1_threshold=cfg.tier1_threshold)
-        self.core.compile_hook = self.clock.skip_host  # compiling is not guest time
+        self.core.compile_hook = self._skip_compile_time
         if cfg.icount:
             self.core.tier1.background = False  # blocks turn compiled at the same points on every run
         self.st = self.core.st
@@ -338,6 +339,11 @@ class Machine:
 
     def request_exit(self, status: int) -> None:
         self.exit_status = status
+
+    def _skip_compile_time(self, ns: int) -> None:
+        """The core's compile hook: compiling is not guest time, for the clock and for the TSC."""
+        self.clock.skip_host(ns)
+        tsc_skip_host(self.st, ns)
 
     def set_a20(self, enabled: bool) -> None:
         self.core.set_a20(enabled)

@@ -94,23 +94,6 @@ class MainLoop:
             return slice_
         return max(1, min(slice_, clock.ns_to_instructions(nd - clock.now())))
 
-    def _new_tsc(self) -> TscSync | HostTsc:
-        """The TSC's model for this run (emu/tsc.py). A host-clock TSC pauses while pyemu compiles,
-        as guest time does: the core's compile hook tells both."""
-        m = self.m
-        tsc = new_tsc(m.st, m.clock)
-        if isinstance(tsc, HostTsc):
-            skip = m.clock.skip_host
-
-            def compiled(ns: int) -> None:
-                skip(ns)
-                tsc.skip_host(ns)
-
-            m.core.compile_hook = compiled
-        else:
-            m.core.compile_hook = m.clock.skip_host
-        return tsc
-
     def _sleep_until_interrupt(self, tsc: TscSync | HostTsc | None = None) -> bool:
         """HLT with IF=1: wait for an interrupt. False when the wall-clock timeout ran out."""
         try:
@@ -325,7 +308,7 @@ class MainLoop:
         fe = self.frontend
         exits = self.exits
         trace = self.trace
-        tsc = self._new_tsc()
+        tsc = new_tsc(st, clock)
         if self.timeout is not None:
             self.wall_end = self.wall_start + self.timeout
         st[S.INTR_LINE] = 1 if pic.pending() else 0
@@ -345,7 +328,7 @@ class MainLoop:
             if self.state_loaded:  # a loadvm between two runs
                 self.state_loaded = False
                 last_ic = int(st[S.ICOUNT])
-                tsc = self._new_tsc()
+                tsc = new_tsc(st, clock)
             if m.exit_status is not None:
                 return m.exit_status
             budget = self._budget()
@@ -527,7 +510,7 @@ class CompileNotice:
 
     def _count_compiles(self) -> None:
         """Count numba's compiles in this process (its `numba:compile` event) and the engine's functions
-        (the total): every jitted function in `emu` that numba does not inline into its callers."""
+        (the total): every jitted function in `emu`."""
         import sys
 
         try:
@@ -535,6 +518,7 @@ class CompileNotice:
         except ImportError:
             return
         from emu.enginebuild import on_compile
+        from emu.numbaload import is_engine_function
 
         def one_more() -> None:
             self.compiled += 1
@@ -545,9 +529,7 @@ class CompileNotice:
             if not name.startswith("emu.") or module is None:
                 continue
             for value in vars(module).values():
-                if isinstance(value, Dispatcher) and id(value) not in seen and \
-                        getattr(value, "py_func", None) is not None and \
-                        value.py_func.__module__ == name and value.targetoptions.get("inline") != "always":
+                if isinstance(value, Dispatcher) and is_engine_function(value):
                     seen.add(id(value))
         self.total = len(seen)
 

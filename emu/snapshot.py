@@ -33,6 +33,7 @@ import zlib
 import numpy as np
 
 from emu.cpu import state as S
+from emu.tsc import tsc_value
 
 MAGIC = b"PYEMUVM\0"
 FORMAT_VERSION = 1
@@ -449,7 +450,7 @@ def _apply(pc, loop, p: dict) -> None:
         # whose value is the saved TSC, and let the main loop put it on this host's clock again.
         tsc = p["clock"][0] + int(st[S.TSC_OFFSET])
         st[S.TSC_HOST_FN] = st[S.TSC_HOST_CLOCK] = st[S.TSC_HOST_ORIGIN] = 0
-        st[S.TSC_OFFSET] = tsc - ((int(st[S.ICOUNT]) * int(st[S.TSC_RATE])) >> S.TSC_RATE_SHIFT)
+        st[S.TSC_OFFSET] = tsc - tsc_value(int(st[S.ICOUNT]), 0, int(st[S.TSC_RATE]))
     clock.rearm(p["timers"])  # the saved deadlines in the saved order, over what load_state armed
     if p["bios"] is not None:
         for f, v in p["bios"].items():

@@ -158,14 +158,15 @@ class HostTsc:
             st[S.TSC_OFFSET] += origin - old
         st[S.TSC_HOST_ORIGIN] = origin
 
-    def skip_host(self, ns: int) -> None:
-        """The clock left `ns` of host time out of guest time (pyemu compiled code, the guest did
-        not run): the TSC pauses for it too."""
-        if int(self.st[S.TSC_HOST_FN]) == self.fn:
-            self.st[S.TSC_HOST_ORIGIN] += ns
-
     def idle(self) -> None:
         pass
+
+
+def skip_host(st, ns: int) -> None:
+    """The clock left `ns` of host time out of guest time (pyemu compiled code, the guest did not
+    run): a TSC on the host's clock pauses for it too (the machine's compile hook calls this)."""
+    if st[S.TSC_HOST_FN]:
+        st[S.TSC_HOST_ORIGIN] += ns
 
 
 def new_tsc(st, clock):
