@@ -77,8 +77,9 @@ def capstone_exception(bits: int, data: bytes, ours: str, theirs: str, our_len: 
             return "CR1/CR5-CR7 are reserved, #UD (SDM MOV CR); capstone accepts"
         if bits == 16 and len(op) > 1 and op[0] == 0x0F and 0x66 in data[: len(data) - len(op)]:
             return "capstone 16-bit mode ignores a mandatory 66 prefix"
-        if op[:2] == b"\x0f\x77" and 0x66 in data[: len(data) - len(op)]:
-            return "EMMS is 'NP 0F 77': with 66 it is #UD or another encoding (SDM Vol. 2 3.1.1.1); capstone ignores 66"
+        if op[:2] in (b"\x0f\x77", b"\x0f\xc3") and 0x66 in data[: len(data) - len(op)]:
+            return ("EMMS is 'NP 0F 77', MOVNTI 'NP 0F C3 /r': with 66 they are #UD or another encoding "
+                    "(SDM Vol. 2 3.1.1.1); capstone ignores 66")
     if theirs == "(bad)" and ours != "(bad)" and f is not None:
         op = data.lstrip(bytes([0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3]))
         pfx = data[: len(data) - len(op)]
