@@ -80,6 +80,11 @@ def capstone_exception(bits: int, data: bytes, ours: str, theirs: str, our_len: 
         if op[:2] in (b"\x0f\x77", b"\x0f\xc3") and 0x66 in data[: len(data) - len(op)]:
             return ("EMMS is 'NP 0F 77', MOVNTI 'NP 0F C3 /r': with 66 they are #UD or another encoding "
                     "(SDM Vol. 2 3.1.1.1); capstone ignores 66")
+        if (op[:2] in (b"\x0f\x12", b"\x0f\x13", b"\x0f\x16", b"\x0f\x17") and len(op) > 2 and op[2] >= 0xC0
+                and 0x66 in data[: len(data) - len(op)]):
+            return ("MOVLPD/MOVHPD (66 0F 12/13/16/17) take only a memory operand; MOVHLPS/MOVLHPS are "
+                    "'NP 0F 12/16' (SDM Vol. 2): with 66 and ModRM.mod = 11 nothing is defined; capstone "
+                    "ignores 66")
     if theirs == "(bad)" and ours != "(bad)" and f is not None:
         op = data.lstrip(bytes([0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3]))
         pfx = data[: len(data) - len(op)]
