@@ -9,6 +9,8 @@ instead of interpreting the rows (`rawptr.call_block_fn`).
 
 The IR is generated from the block's rows, the same rows the interpreter runs, and for everything
 it does not inline it calls the interpreter's own semantic functions (emu/translate/tier1_rt.py).
+A block's function also holds the blocks of the hot loops through it (a region: `Tier1._region`,
+`CodeGen.region_ir`), so a loop of several blocks runs as one native loop.
 
 Inside a function guest registers are SSA values (loaded once, stored once at the exit when
 written) and the lazy flags are four SSA values whose CC_OP is usually known while generating,
@@ -46,7 +48,17 @@ from emu.cpu import state as S
 from emu.cpu.access import SEGF_EXPDOWN, SEGF_NOREAD, SEGF_NOWRITE, SEGF_NULL
 from emu.cpu.scalar_dispatch import ENTRIES as SCALAR_ENTRIES
 from emu.mmu.softmmu import CTX_BLOCKS, CTX_MEM, CTX_STATS, CTX_TLB
-from emu.mmu.tlb import ACC_READ, ACC_WRITE, TE_ADDEND, TLB_BITS, TLB_INDEX_MASK, TLB_STRIDE
+from emu.mmu.tlb import (
+    ACC_EXEC,
+    ACC_READ,
+    ACC_WRITE,
+    TE_ADDEND,
+    TE_PHYS,
+    TEF_PPN_MASK,
+    TLB_BITS,
+    TLB_INDEX_MASK,
+    TLB_STRIDE,
+)
 from emu.translate import blockcache as B
 from emu.translate.rowfmt import (
     R_ASIZE,
@@ -81,7 +93,15 @@ M32 = 0xFFFF_FFFF
 T1_PASSES = ("instruction_combine", "simplify_cfg", "dead_code_elimination")
 T1_CODEGEN_OPT = 2
 _LOG = bool(os.environ.get("PYEMU_T1_LOG"))
+# $PYEMU_T1_PROFILE=N: count each way out of compiled code back to the loop, and print the N most
+# taken ones at exit (which block and row leave, and how): where compiled code stops.
+_PROFILE = int(os.environ.get("PYEMU_T1_PROFILE", "0") or 0)
+_EXIT_COUNTS = np.zeros(1 << 20 if _PROFILE else 1, dtype=np.int64)
+_EXIT_SITES: list[tuple] = []
 WORKER_IDLE_S = 1.0  # a worker with nothing to compile for this long leaves (a new one starts on demand)
+REGION_MAX = 8  # blocks one function may include: itself and the blocks of loops through it (`Tier1._region`)
+REGION_SCAN = 16  # blocks looked at for it (breadth first)
+REGION_HOT_DIV = 16  # ... each run at least 1/16 of the compile threshold's times
 MODULE_MAX = 64  # blocks in one module: a big boot's backlog is installed module by module
 LIBRARY_SWEEP_MIN = 64  # look for libraries to free at this many (then at twice the live count)
 JIT_MODULES = 256  # libraries one LLJIT links before a fresh one takes over (see `_Jit`)
@@ -129,37 +149,66 @@ class Unsupported(Exception):
     """The row has no tier-1 generator: the compiled prefix ends before it."""
 
 
-class _Block:
-    """IR for one translation block: SSA registers and flags, one shared exit."""
+class _Member:
+    """One translation block of a region (see `CodeGen.region_ir`): its rows, its successors in the
+    region (member index per exit `way`, -1: none) and, once generated, its header's incoming edges."""
 
-    def __init__(self, g: CodeGen, name: str, rows: np.ndarray, row0: int, nrows: int, hflags: int, tb: int,
-                 phys: int):
+    __slots__ = ("tb", "phys", "rows", "row0", "nrows", "succ", "incoming", "line", "beip")
+
+    def __init__(self, k: int, tb: int, phys: int, rows: np.ndarray, row0: int, nrows: int, succ=(-1, -1)):
+        self.tb, self.phys, self.rows, self.row0, self.nrows, self.succ = tb, phys, rows, row0, nrows, succ
+        self.incoming: list[tuple] = []  # (label, regs, cc, acc, hits) of each edge into its header
+        self.line = -1  # where its header's label is in the function's lines
+        self.beip = "%beip" if k == 0 else f"%beip{k}"  # its start: the entry's EIP plus the offset
+
+
+class _Block:
+    """IR for one region of translation blocks (one function): SSA registers and flags, a header
+    per block whose phis take them from every edge into it, and one shared exit."""
+
+    def __init__(self, g: CodeGen, name: str, members: list[_Member], hflags: int):
         self.g = g
-        self.tb = tb
-        self.phys = phys
+        self.members = members
         self.hflags = hflags
         self.name = name
-        self.rows = rows
-        self.row0 = row0
-        self.nrows = nrows
         self.user = 1 if (hflags & S.HF_CPL_MASK) == 3 else 0
         self.ipmask = M32 if hflags & S.HF_CS32 else 0xFFFF
         self.smask = M32 if hflags & S.HF_SS32 else 0xFFFF
         self.lines: list[str] = []
         self.n = 0
         self.cur = "entry"
-        self.exits: list[tuple] = []  # (label, regs, cc, ret, hits)
-        self.regs = [f"%r{i}_h" for i in range(8)]  # the loop header's phis (see CodeGen.block_ir)
-        self.cc = ("%cc_op_h", "%cc_dst_h", "%cc_src_h", "%cc_src2_h")
-        self.latch: tuple | None = None  # (label, regs, cc, hits) of a back edge to the block's start
+        self.exits: list[tuple] = []  # (label, regs, cc, ret, hits, eip, nextfn, acc)
+        self.todo: list[int] = [0]  # members to generate: the entry, then each one an edge reaches
         self.cc_static: int | None = None  # CC_OP when known while generating
         self.written: set[int] = set()
         self.cc_written = False
-        self.hits = 0  # TLB hits of the instructions generated so far
         self.segs: dict[int, tuple[str, str, str]] = {}
         self.g_seg_loads: list[tuple[int, int]] = []  # segment caches the entry block loads
-        self._snap = (list(self.regs), self.cc, 0)  # the state at the current instruction's start
         self.uses_ccbuf = False
+        self.start(0)
+
+    def start(self, k: int) -> None:
+        """Generate member `k` from here on: its header's label, and its phis as the state."""
+        m = self.members[k]
+        self.m, self.tb, self.phys, self.nrows, self.beip = m, m.tb, m.phys, m.nrows, m.beip
+        self.rows, self.row0 = m.rows, m.row0
+        self.accp, self.hbase = f"%accp{k}", f"%hbase{k}"  # retired instructions, TLB hits before it
+        self.regs = [f"%r{i}_h{k}" for i in range(8)]
+        self.cc = tuple(f"%cc_{nm}_h{k}" for nm in ("op", "dst", "src", "src2"))
+        self.cc_static = None
+        self.hits = 0  # TLB hits of this member's instructions generated so far
+        self.row = 0  # the row being generated
+        self._snap = (list(self.regs), self.cc, 0)  # the state at the current instruction's start
+        self.label(f"h{k}")
+        m.line = len(self.lines) - 1
+
+    def goto(self, k: int, acc: str) -> None:
+        """Branch to member `k`'s header with the current state, `acc` instructions retired."""
+        m = self.members[k]
+        if m.line < 0 and k not in self.todo:
+            self.todo.append(k)
+        m.incoming.append((self.cur, list(self.regs), self.cc, acc, self.op("add", self.hbase, self.hits)))
+        self.lines.append(f"  br label %h{k}")
 
     # ---------------------------------------------------------------- IR text
     def tmp(self) -> str:
@@ -308,20 +357,29 @@ class _Block:
         return self.emit(f"xor i1 {r}, true") if neg else r
 
     # ---------------------------------------------------------------- exits
-    def leave(self, ret, cond: str | None = None, snapshot=None, eip="%beip", nextfn="0", acc="%accp") -> None:
+    def leave(self, ret, cond: str | None = None, snapshot=None, eip=None, nextfn="0", acc=None) -> None:
         """Branch to the shared exit (on `cond` false when given; the code goes on in a new
         basic block). `snapshot` = (regs, cc, hits) to leave with, by default the current ones.
         `eip` is stored (the block's start when the interpreter resumes a row of it); a nonzero
         `nextfn` is a compiled successor to tail-call with `acc` instructions retired so far."""
         regs, cc, hits = snapshot if snapshot else (list(self.regs), self.cc, self.hits)
-        hits = self.op("add", "%hbase", hits)  # TLB hits of earlier passes plus this one's
+        eip = self.beip if eip is None else eip
+        acc = self.accp if acc is None else acc
+        hits = self.op("add", self.hbase, hits)  # TLB hits of earlier blocks plus this one's
         ret = self.op("or", ret, self.tb << T1_TB_SHIFT)
         if cond is None:
             self.lines.append("  br label %exit")
         else:
             nxt = self.new_label()
             self.lines.append(f"  br i1 {cond}, label %{nxt}, label %exit")
-        self.exits.append((self.cur, regs, cc, ret, hits, eip, nextfn, acc))
+        site = 0
+        if _PROFILE and len(_EXIT_SITES) < len(_EXIT_COUNTS):
+            site = len(_EXIT_SITES)
+            rb = (self.row0 + self.row) * ROW_WIDTH
+            _EXIT_SITES.append((self.tb, self.phys + int(self.rows[rb + R_OFF]) if self.row < self.nrows else -1,
+                                self.row, int(self.rows[rb + R_H]) if self.row < self.nrows else -1,
+                                "bail" if cond is not None else ("linked" if nextfn != "0" else "end")))
+        self.exits.append((self.cur, regs, cc, ret, hits, eip, nextfn, acc, site))
         if cond is not None:
             self.label(nxt)
 
@@ -447,38 +505,37 @@ class CodeGen:
         self.jit = _Jit(llvm)
         self._passes = None  # [pass builder, module pass manager, runs of the builder]: see `build`
 
-    # ---------------------------------------------------------------- one block
-    def block_ir(self, rows: np.ndarray, row0: int, nrows: int, hflags: int, name: str, tb: int = 0,
-                 phys: int = 0) -> tuple[str, int]:
-        """IR of block `tb`'s function; returns (text, rows compiled). 0 rows: nothing to gain."""
-        b = _Block(self, name, rows, row0, nrows, hflags, tb, phys)
-        body_start = len(b.lines)
-        b.label("i0")
-        done = 0
-        ended = False
-        for i in range(nrows):
-            rb = (row0 + i) * ROW_WIDTH
-            r = rows[rb: rb + ROW_WIDTH]
-            b._snap = (list(b.regs), b.cc, b.hits)
-            saved = (len(b.lines), b.n, list(b.regs), b.cc, b.cc_static, set(b.written), b.cc_written,
-                     b.hits, len(b.exits), dict(b.segs), len(b.g_seg_loads), b.cur, b.uses_ccbuf)
-            try:
-                ended = _gen_row(b, r, i)
-            except Unsupported:
-                (nl, b.n, b.regs, b.cc, b.cc_static, b.written, b.cc_written, b.hits, ne, b.segs, ns, b.cur,
-                 b.uses_ccbuf) = saved
-                del b.lines[nl:]
-                del b.exits[ne:]
-                del b.g_seg_loads[ns:]
-                break
-            done = i + 1
-            if ended:
-                break
-        if done == 0:
-            return "", 0
-        if not ended:
-            b.leave(done)
-        body = b.lines[body_start:]
+    # ---------------------------------------------------------------- one region
+    def region_ir(self, members: list[_Member], hflags: int, name: str) -> tuple[str, int]:
+        """IR of the function entered at `members[0]`'s block; returns (text, rows of that block
+        compiled). 0 rows: nothing to gain.
+
+        The other members are blocks the loop has chained from it, directly or through one
+        another, on the same physical page with the same mode bits (`Tier1._region`). A direct
+        branch to one of them goes to its header inside this function (the registers and flags stay
+        SSA values) instead of returning or tail-calling: a loop of several blocks runs as one
+        native loop. A member whose rows run out compiles a prefix and leaves as a single block's
+        function does."""
+        b = _Block(self, name, members, hflags)
+        first = 0
+        while b.todo:
+            k = b.todo.pop(0)
+            if k:
+                b.start(k)
+            done, ended = self._member_rows(b)
+            if k == 0:
+                if done == 0:
+                    return "", 0
+                first = done
+            if not ended and done == b.nrows:
+                # It falls off its end (its last row is no control transfer: the row cap or a page
+                # end stopped the decoder). For the loop that is a direct jump to the next byte, which
+                # it chains through way 0: so go on there as after a JMP.
+                rb = (b.row0 + done - 1) * ROW_WIDTH
+                end = int(b.rows[rb + R_OFF]) + int(b.rows[rb + R_LEN])
+                _jump(b, b.op("and", b.op("add", b.beip, end), b.ipmask), done, True, "0")
+            elif not ended:
+                b.leave(done)
         out = [f"define i64 @{name}(i64 %sp, i64 %cp, i64 %acc_in) {{", "entry:"]
         if b.uses_ccbuf:
             out.append("  %ccbuf = alloca [4 x i64], align 8")
@@ -504,29 +561,26 @@ class CodeGen:
             ld(f"%sb{s}", f"%sp, {(o + S.SEG_BASE) * 8}")
             ld(f"%sl{s}", f"%sp, {(o + S.SEG_LIMIT) * 8}")
             ld(f"%sa{s}", f"%sp, {(o + S.SEG_ATTR) * 8}")
-        out.append("  br label %i0")
-        # the loop header: registers, flags, TLB hits and passes, from the entry or the back edge
-        header = ["i0:"]
+        m0 = members[0]
+        for m in members[1:]:
+            if m.line >= 0:  # (no mask: an offset that wraps the IP never equals a masked target)
+                out.append(f"  {m.beip} = add i64 %beip, {m.phys - m0.phys}")
+        out.append("  br label %h0")
+        m0.incoming.insert(0, ("entry", [f"%r{i}_in" for i in range(8)],
+                               tuple(f"%cc_{nm}_in" for nm in ("op", "dst", "src", "src2")), "%acc_in", "0"))
+        body = b.lines
+        for k in sorted((k for k, m in enumerate(members) if m.line >= 0), key=lambda k: -members[k].line):
+            inc = members[k].incoming
 
-        def hphi(name: str, first, again) -> None:
-            inc = f"[ {first}, %entry ]" + (f", [ {again}, %{b.latch[0]} ]" if b.latch else "")
-            header.append(f"  {name} = phi i64 {inc}")
+            def hphi(name: str, field: int, j: int | None = None, inc=inc) -> str:
+                vals = [f"[ {e[field] if j is None else e[field][j]}, %{e[0]} ]" for e in inc]
+                return f"  {name} = phi i64 " + ", ".join(vals)
 
-        lt = b.latch or (None, [None] * 8, (None,) * 4, 0)
-        for i in range(8):
-            hphi(f"%r{i}_h", f"%r{i}_in", lt[1][i])
-        for j, nm in enumerate(("op", "dst", "src", "src2")):
-            hphi(f"%cc_{nm}_h", f"%cc_{nm}_in", lt[2][j])
-        hphi("%passes", 0, "%passes.next")
-        hphi("%hbase", 0, "%hbase.next")
-        header.append(f"  %accp.m = mul i64 %passes, {b.nrows}")
-        header.append("  %accp = add i64 %acc_in, %accp.m  ; instructions retired before this pass")
-        if b.latch:
-            latch_at = body.index(f"{b.latch[0]}:") + 1
-            body[latch_at:latch_at] = ["  %passes.next = add i64 %passes, 1",
-                                       f"  %hbase.next = add i64 %hbase, {b.latch[3]}"]
-        out.extend(header)
-        out.extend(body[1:])  # body[0] is the "i0:" label, now the header's
+            phis = [hphi(f"%r{i}_h{k}", 1, i) for i in range(8)]
+            phis += [hphi(f"%cc_{nm}_h{k}", 2, j) for j, nm in enumerate(("op", "dst", "src", "src2"))]
+            phis += [hphi(f"%accp{k}", 3), hphi(f"%hbase{k}", 4)]
+            body[members[k].line + 1: members[k].line + 1] = phis
+        out.extend(body)
         # the shared exit: one phi per register written, per flag word, the result and the hits
         out.append("exit:")
         preds = b.exits
@@ -546,6 +600,8 @@ class CodeGen:
         phi("%xeip", [(e[5], e[0]) for e in preds])
         phi("%xnext", [(e[6], e[0]) for e in preds])
         phi("%xacc", [(e[7], e[0]) for e in preds])
+        if _PROFILE:
+            phi("%xsite", [(e[8], e[0]) for e in preds])
         stores.append(("%xeip", S.EIP))
         for val, slot in stores:
             out.append(f"  {val}.a = add i64 %sp, {slot * 8}")
@@ -583,6 +639,13 @@ class CodeGen:
         # back to the loop: the instructions of earlier blocks and passes are counted here, the
         # last block's rows by the loop (it may go on interpreting that block)
         out.append("fin:")
+        if _PROFILE:
+            out.append("  %xs.a = mul i64 %xsite, 8")
+            out.append(f"  %xs.b = add i64 %xs.a, {_EXIT_COUNTS.ctypes.data}")
+            out.append("  %xs.p = inttoptr i64 %xs.b to ptr")
+            out.append("  %xs = load i64, ptr %xs.p, align 8")
+            out.append("  %xs.n = add i64 %xs, 1")
+            out.append("  store i64 %xs.n, ptr %xs.p, align 8")
         bump_state(S.ICOUNT, "%xacc", "ic")
         bump_state(S.BUDGET, "%xacc.neg", "bu")
         out.insert(len(out) - 5, "  %xacc.neg = sub i64 0, %xacc")
@@ -590,7 +653,37 @@ class CodeGen:
         bump(K.COMPILED_INSNS, "%xacc", "ci")
         out.append("  ret i64 %xret")
         out.append("}")
-        return "\n".join(out), done
+        return "\n".join(out), first
+
+    @staticmethod
+    def _member_rows(b: _Block) -> tuple[int, bool]:
+        """Generate the current member's rows up to its end or the first one with no generator:
+        (rows generated, whether the last one ended the block)."""
+        done = 0
+        ended = False
+        for i in range(b.nrows):
+            rb = (b.row0 + i) * ROW_WIDTH
+            r = b.rows[rb: rb + ROW_WIDTH]
+            b.row = i
+            b._snap = (list(b.regs), b.cc, b.hits)
+            saved = (len(b.lines), b.n, list(b.regs), b.cc, b.cc_static, set(b.written), b.cc_written,
+                     b.hits, len(b.exits), dict(b.segs), len(b.g_seg_loads), b.cur, b.uses_ccbuf, list(b.todo),
+                     [len(m.incoming) for m in b.members])
+            try:
+                ended = _gen_row(b, r, i)
+            except Unsupported:
+                (nl, b.n, b.regs, b.cc, b.cc_static, b.written, b.cc_written, b.hits, ne, b.segs, ns, b.cur,
+                 b.uses_ccbuf, b.todo, ninc) = saved
+                del b.lines[nl:]
+                del b.exits[ne:]
+                del b.g_seg_loads[ns:]
+                for m, n in zip(b.members, ninc, strict=True):
+                    del m.incoming[n:]
+                break
+            done = i + 1
+            if ended:
+                break
+        return done, ended
 
     # ---------------------------------------------------------------- a batch
     def compile(self, blocks) -> tuple[dict[int, tuple[int, int]], object]:
@@ -601,12 +694,19 @@ class CodeGen:
 
     def generate(self, blocks) -> list[tuple[int, str, str, int]]:
         """The IR of each block: [(tb, function name, text, rows compiled)] (Python: it holds the GIL,
-        so a background compile generates on the main thread and hands the worker only LLVM work)."""
+        so a background compile generates on the main thread and hands the worker only LLVM work).
+        A block is (tb, row0, nrows, hflags, phys, rows[, region]): `region` lists the blocks it
+        chains to that its function includes, [(tb, phys, rows, nrows, succ)] with itself first
+        (`Tier1._region`)."""
         funcs = []
-        for tb, row0, nrows, hflags, phys, rows in blocks:
+        for tb, row0, nrows, hflags, phys, rows, *region in blocks:
             self.serial += 1
             name = f"tb{self.serial}"
-            text, n = self.block_ir(rows, row0, nrows, hflags, name, tb, phys)
+            members = [_Member(0, tb, phys, rows, row0, nrows)]
+            if region and region[0]:
+                members[0].succ = region[0][0][4]
+                members += [_Member(k, t, p, r, 0, n, succ) for k, (t, p, r, n, succ) in enumerate(region[0][1:], 1)]
+            text, n = self.region_ir(members, hflags, name)
             funcs.append((tb, name, text, n))
         return funcs
 
@@ -665,44 +765,100 @@ def _ea(b: _Block, r) -> str:
 
 
 def _eips(b: _Block, r):
-    ieip = b.op("and", b.op("add", "%beip", int(r[R_OFF])), b.ipmask)
+    ieip = b.op("and", b.op("add", b.beip, int(r[R_OFF])), b.ipmask)
     neip = b.op("and", b.op("add", ieip, int(r[R_LEN])), b.ipmask)
     return ieip, neip
 
 
-def _jump(b: _Block, target, ret, chain: bool, way="0") -> None:
+def _branch(b: _Block, taken: str, target, neip, ret: int) -> None:
+    """End the block at a conditional direct transfer: to `target` when `taken`, else to `neip`.
+    Where a region member follows either way, the two ways are separate paths (each a direct
+    branch to its member's header); else one exit with the target selected."""
+    if b.m.succ == (-1, -1):
+        _jump(b, b.sel(taken, target, neip), ret, True, b.zext(b.emit(f"xor i1 {taken}, true")))
+        return
+    tk, fall = b.new_label(), b.new_label()
+    b.lines.append(f"  br i1 {taken}, label %{tk}, label %{fall}")
+    b.label(tk)
+    _jump(b, target, ret, True, "0", way_static=0)
+    b.label(fall)
+    _jump(b, neip, ret, True, "1", way_static=1)
+
+
+def _jump(b: _Block, target, ret, chain: bool, way="0", way_static: int | None = None) -> None:
     """End the block at a control transfer to `target`.
 
-    A direct branch (`chain`) at the block's end may go on without returning to the loop: to the
-    block's own start (a one-block loop: a back edge to the header, whose phis take the registers
-    and flags) while another whole pass fits in the budget, or to a compiled successor the loop
-    has already chained this exit to (`TB_NEXT0 + way`), checked as the loop checks a link: still
-    valid, same physical page and mode bits, compiled, within the budget, no interrupt shadow."""
+    A direct branch (`chain`) at the block's end may go on without returning to the loop: to a
+    member of the region (`CodeGen.region_ir`) the loop has chained this exit to, or to the region's
+    first block (a one-block loop: a back edge to its header), while that whole block fits in the
+    budget and its record is still valid; else to a compiled successor the loop has already chained
+    this exit to (`TB_NEXT0 + way`), checked as the loop checks a link: still valid, same physical
+    page and mode bits, compiled, within the budget, no interrupt shadow."""
     flags = T1_ENDED | (T1_CHAIN if chain else 0)
     ret_v = b.op("or", b.op("shl", way, T1_WAY_SHIFT), ret | flags)
     if not (chain and ret == b.nrows):
         b.leave(ret_v, eip=target)
         return
-    again = b.icmp("eq", target, "%beip")
-    left = b.op("sub", b.op("sub", "%budget", "%acc_in"), b.op("mul", b.op("add", "%passes", 2), b.nrows))
-    again = b.emit(f"and i1 {again}, {b.icmp('sge', left, 0)}")
-    latch, out = b.new_label(), b.new_label()
-    b.lines.append(f"  br i1 {again}, label %{latch}, label %{out}")
-    b.label(latch)
-    b.latch = (latch, list(b.regs), b.cc, b.hits)
-    b.lines.append("  br label %i0")
-    b.label(out)
-    ok, want = _same_page(b, target)
-    cand = b.load64(b.op("add", "%tbs", b.op("add", (b.tb * B.TB_WIDTH + B.TB_NEXT0) * 8, b.op("shl", way, 3))))
+    cands = [k for w, k in enumerate(b.m.succ) if k >= 0 and way_static in (None, w)]
+    if 0 not in cands:
+        cands.append(0)
+    acc = b.op("add", b.accp, b.nrows)
+    for k in cands:
+        m = b.members[k]
+        ok = b.emit(f"and i1 {b.icmp('eq', target, m.beip)}, "
+                    f"{b.icmp('sge', b.op('sub', b.op('sub', '%budget', acc), m.nrows), 0)}")
+        if k:  # (the first block is valid: nothing invalidates a block while compiled code runs)
+            live = b.load64(b.op("add", "%tbs", (m.tb * B.TB_WIDTH + B.TB_PHYS) * 8))
+            ok = b.emit(f"and i1 {ok}, {b.icmp('eq', live, m.phys)}")
+        go, other = b.new_label(), b.new_label()
+        b.lines.append(f"  br i1 {ok}, label %{go}, label %{other}")
+        b.label(go)
+        b.goto(k, acc)
+        b.label(other)
+    # the loop links only on a page (TB_NEXT0 + way); a target on another page is looked up
+    ok, want, cand = _target_block(b, target, lambda: b.load64(
+        b.op("add", "%tbs", b.op("add", (b.tb * B.TB_WIDTH + B.TB_NEXT0) * 8, b.op("shl", way, 3)))))
     _leave_linked(b, ret_v, target, ok, want, cand)
 
 
-def _same_page(b: _Block, target) -> tuple[str, str]:
-    """(is `target` on the block's own linear page, the physical address it then has)."""
+def _target_block(b: _Block, target, link=None) -> tuple[str, str, str]:
+    """(is the physical address of `target` known, that address, the block to check there: -1 for
+    none). On the block's own linear page the address is on its physical page and the block is
+    `link` (the loop's link of this exit) or, without one, the table's; on another page (a path of
+    its own: the same-page case costs nothing more) the address comes from the execute TLB's entry
+    when that hits (the loop's own lookup: a page the guest has remapped since has a new entry or
+    none) and the block from the table."""
     tlin = b.op("and", b.op("add", "%csbase", target), M32)
-    blin = b.op("and", b.op("add", "%csbase", "%beip"), M32)
-    ok = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
-    return ok, b.op("or", b.phys & ~0xFFF, b.op("and", tlin, 0xFFF))
+    blin = b.op("and", b.op("add", "%csbase", b.beip), M32)
+    same = b.icmp("eq", b.op("lshr", tlin, 12), b.op("lshr", blin, 12))
+    off = b.op("and", tlin, 0xFFF)
+    on, other, join = b.new_label(), b.new_label(), b.new_label()
+    b.lines.append(f"  br i1 {same}, label %{on}, label %{other}")
+    b.label(on)
+    want_on = b.op("or", b.phys & ~0xFFF, off)
+    cand_on = _table_candidate(b, want_on) if link is None else link()
+    end_on = b.cur
+    b.lines.append(f"  br label %{join}")
+    b.label(other)
+    e = b.op("add", "%tlb", b.op("mul", b.op("add", b.op("and", b.op("lshr", tlin, 12), TLB_INDEX_MASK),
+                                             ACC_EXEC << TLB_BITS), TLB_STRIDE * 8))
+    hit = b.icmp("eq", b.load64(e), b.op("or", b.op("and", tlin, 0xFFFF_F000), b.user))
+    want_other = b.op("or", b.op("shl", b.op("and", b.load64(b.op("add", e, TE_PHYS * 8)), TEF_PPN_MASK), 12), off)
+    cand_other = _table_candidate(b, want_other)
+    b.lines.append(f"  br label %{join}")
+    b.label(join)
+    ok = b.emit(f"phi i1 [ true, %{end_on} ], [ {hit}, %{other} ]")
+    want = b.emit(f"phi i64 [ {want_on}, %{end_on} ], [ {want_other}, %{other} ]")
+    cand = b.emit(f"phi i64 [ {cand_on}, %{end_on} ], [ {cand_other}, %{other} ]")
+    return ok, want, cand
+
+
+def _table_candidate(b: _Block, want) -> str:
+    """The block the loop's table holds for physical address `want` (the most recent way of its
+    set: the hash of `blockcache.table_set`), -1 for none."""
+    mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * B.TABLE_HFLAGS_MIX)
+    slot = b.op("mul", b.op("and", mix, B.TABLE_SETS - 1), B.TABLE_WAYS * 8)
+    return b.load64(b.op("add", b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8)), slot))
 
 
 def _leave_linked(b: _Block, ret_v, target, ok, want, cand) -> None:
@@ -712,14 +868,14 @@ def _leave_linked(b: _Block, ret_v, target, ok, want, cand) -> None:
     has = b.icmp("sge", cand, 0)
     rec = b.op("add", "%tbs", b.op("mul", b.sel(has, cand, 0), B.TB_WIDTH * 8))
     fn = b.load64(b.op("add", rec, B.TB_FN * 8))
-    acc2 = b.op("add", "%accp", b.nrows)
+    acc2 = b.op("add", b.accp, b.nrows)
     room = b.op("sub", b.op("sub", "%budget", acc2), b.load64(b.op("add", rec, B.TB_NROWS * 8)))
     inh = b.load64(b.slot(S.INHIBIT_IRQ))
     for c in (has, b.icmp("eq", b.load64(b.op("add", rec, B.TB_PHYS * 8)), want),
               b.icmp("eq", b.load64(b.op("add", rec, B.TB_HFLAGS * 8)), b.hflags),
               b.icmp("sgt", fn, 0), b.icmp("sge", room, 0), b.icmp("eq", inh, 0)):
         ok = b.emit(f"and i1 {ok}, {c}")
-    b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, "%accp"))
+    b.leave(ret_v, eip=target, nextfn=b.sel(ok, fn, 0), acc=b.sel(ok, acc2, b.accp))
 
 
 def _jump_indirect(b: _Block, target, ret) -> None:
@@ -736,11 +892,7 @@ def _jump_indirect(b: _Block, target, ret) -> None:
     if ret != b.nrows:
         b.leave(ret_v, eip=target)
         return
-    ok, want = _same_page(b, target)
-    mix = b.op("xor", b.op("xor", want, b.op("lshr", want, B.TABLE_BITS)), b.hflags * B.TABLE_HFLAGS_MIX)
-    slot = b.op("mul", b.op("and", mix, B.TABLE_SETS - 1), B.TABLE_WAYS * 8)
-    cand = b.load64(b.op("add", b.load64(b.op("add", "%bcp", B.BC_TABLE_PTR * 8)), slot))
-    _leave_linked(b, ret_v, target, ok, want, cand)
+    _leave_linked(b, ret_v, target, *_target_block(b, target))
 
 
 def _stack_push(b: _Block, value, size: int, bail: int) -> None:
@@ -964,8 +1116,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
         _ieip, neip = _eips(b, r)
         tmask = 0xFFFF if size == 2 else M32
         taken = b.cond(aux)
-        target = b.op("and", b.op("add", neip, imm), tmask)
-        _jump(b, b.sel(taken, target, neip), i + 1, True, b.zext(b.emit(f"xor i1 {taken}, true")))
+        _branch(b, taken, b.op("and", b.op("add", neip, imm), tmask), neip, i + 1)
         return True
     if h == H.H_JMP_REL:
         _ieip, neip = _eips(b, r)
@@ -987,8 +1138,7 @@ def _gen_row(b: _Block, r, i: int) -> bool:
                 if aux == 0:
                     z = b.emit(f"xor i1 {z}, true")
                 take = b.emit(f"and i1 {take}, {z}")
-        target = b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32)
-        _jump(b, b.sel(take, target, neip), i + 1, True, b.zext(b.emit(f"xor i1 {take}, true")))
+        _branch(b, take, b.op("and", b.op("add", neip, imm), 0xFFFF if size == 2 else M32), neip, i + 1)
         return True
     if h == H.H_CALL_REL:
         _ieip, neip = _eips(b, r)
@@ -1126,12 +1276,13 @@ class Tier1:
         self._sweep_at = LIBRARY_SWEEP_MIN
         self._flushes = int(blocks.bc[B.BC_FLUSHES])  # block-cache flushes as of the last sweep
         self._unload: list[_Library] = []  # libraries the worker unloads before its next compile
+        self._inside: dict[int, int] = {}  # blocks some region includes: tb -> its TB_PHYS then
         self._untrimmed = 0  # libraries unloaded since the last trim_heap
         self._built = 0  # modules the worker built since the last trim_heap
 
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
-        the same rows while a worker compiles)."""
+        the same rows while a worker compiles) and its region (`_region`)."""
         bc, tbs, rows = self.blocks.bc, self.blocks.tbs, self.blocks.rows
         n = int(bc[B.BC_T1_QLEN])
         bc[B.BC_T1_QLEN] = 0
@@ -1142,9 +1293,63 @@ class Tier1:
             if tbs[base + B.TB_PHYS] < 0 or tbs[base + B.TB_FN] != B.TB_FN_QUEUED:
                 continue  # invalidated (or flushed) since it was queued
             row0, nrows = int(tbs[base + B.TB_ROW]), int(tbs[base + B.TB_NROWS])
-            batch.append((tb, row0, nrows, int(tbs[base + B.TB_HFLAGS]), int(tbs[base + B.TB_PHYS]),
-                          rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy()))
+            copy = rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy()
+            batch.append((tb, row0, nrows, int(tbs[base + B.TB_HFLAGS]), int(tbs[base + B.TB_PHYS]), copy,
+                          self._region(tb, copy)))
         return batch
+
+    def _region(self, tb: int, copy: np.ndarray) -> list:
+        """The blocks block `tb`'s function includes (`CodeGen.region_ir`), itself first:
+        [(tb, phys, rows, nrows, (member the taken way leads to, member the other way leads to))].
+
+        They are the blocks the loop has chained from it (TB_NEXT0/1), and from those, breadth
+        first, up to REGION_MAX: on its physical page and no other (a write that drops one of them
+        must not leave stale code of it here: compiled code checks each one's record before it
+        enters it), with its mode bits, run hot (TB_EXECS at least 1/REGION_HOT_DIV of the
+        threshold) and with something to compile."""
+        bc, tbs, rows = self.blocks.bc, self.blocks.tbs, self.blocks.rows
+        base = tb * B.TB_WIDTH
+        page, hflags = int(tbs[base + B.TB_PHYS]) >> 12, int(tbs[base + B.TB_HFLAGS])
+        hot = int(bc[B.BC_T1_THRESHOLD]) / REGION_HOT_DIV
+        order, index = [tb], {tb: 0}
+        if self._inside.get(tb) == tbs[base + B.TB_PHYS]:
+            order = []  # a block another region includes gets a function of its own alone: a loop's
+        for t in order:  # blocks all turn hot together, and one region of them is enough
+            for w in (0, 1):
+                nxt = int(tbs[t * B.TB_WIDTH + B.TB_NEXT0 + w])
+                if nxt < 0 or nxt in index or len(order) >= REGION_SCAN:
+                    continue
+                nb = nxt * B.TB_WIDTH
+                if (tbs[nb + B.TB_PHYS] >= 0 and int(tbs[nb + B.TB_PHYS]) >> 12 == page and tbs[nb + B.TB_PAGE1] < 0
+                        and tbs[nb + B.TB_HFLAGS] == hflags and tbs[nb + B.TB_EXECS] >= hot
+                        and tbs[nb + B.TB_FN] != B.TB_FN_NEVER):
+                    index[nxt] = len(order)
+                    order.append(nxt)
+        # keep the blocks on a loop through this one (those that lead back to it): a path that
+        # leaves the loop runs once per exit and is not worth compiling again here
+        back = {tb}
+        grew = True
+        while grew:
+            grew = False
+            for t in order:
+                if t not in back and any(int(tbs[t * B.TB_WIDTH + B.TB_NEXT0 + w]) in back for w in (0, 1)):
+                    back.add(t)
+                    grew = True
+        order = [t for t in order if t in back][:REGION_MAX]
+        index = {t: k for k, t in enumerate(order)}
+        for t in order[1:]:
+            self._inside[t] = int(tbs[t * B.TB_WIDTH + B.TB_PHYS])
+        region = []
+        for t in order:
+            b = t * B.TB_WIDTH
+            succ = tuple(index.get(int(tbs[b + B.TB_NEXT0 + w]), -1) for w in (0, 1))
+            if t == tb:
+                region.append((t, int(tbs[b + B.TB_PHYS]), copy, int(tbs[b + B.TB_NROWS]), succ))
+                continue
+            row0, nrows = int(tbs[b + B.TB_ROW]), int(tbs[b + B.TB_NROWS])
+            region.append((t, int(tbs[b + B.TB_PHYS]), rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy(),
+                           nrows, succ))
+        return region
 
     def drain(self) -> None:
         """Compile what the loop queued: on the worker, or here and now (`background=False`)."""
@@ -1156,7 +1361,12 @@ class Tier1:
             done = self._compile(batch)
             self._install(batch, done, time.perf_counter_ns() - t0)
             return
+        t0 = time.perf_counter_ns()
         funcs = self._generator().generate(self._as_blocks(batch))  # here: Python holds the GIL
+        if _LOG:
+            print(f"tier1: IR of {len(batch)} blocks ({sum(len(b[6]) for b in batch)} with their regions, "
+                  f"{sum(len(f[2]) for f in funcs) >> 10} KiB) in {(time.perf_counter_ns() - t0) / 1e6:.1f} ms",
+                  file=sys.stderr)
         with self._cv:
             self._jobs.append((batch, funcs))
             self._cv.notify()
@@ -1187,7 +1397,7 @@ class Tier1:
 
     @staticmethod
     def _as_blocks(batch: list) -> list:
-        return [(tb, 0, nrows, hflags, phys, rows) for tb, _row0, nrows, hflags, phys, rows in batch]
+        return [(tb, 0, nrows, hflags, phys, rows, region) for tb, _row0, nrows, hflags, phys, rows, region in batch]
 
     def _compile(self, batch: list) -> tuple[dict, object]:
         return self._generator().compile(self._as_blocks(batch))
@@ -1247,7 +1457,7 @@ class Tier1:
         tbs, rows = self.blocks.tbs, self.blocks.rows
         addrs, library = result
         used = []
-        for tb, row0, nrows, hflags, phys, copy in batch:
+        for tb, row0, nrows, hflags, phys, copy, _region in batch:
             base = tb * B.TB_WIDTH
             if (tbs[base + B.TB_FN] != B.TB_FN_QUEUED or tbs[base + B.TB_PHYS] != phys
                     or tbs[base + B.TB_ROW] != row0 or tbs[base + B.TB_NROWS] != nrows
@@ -1267,6 +1477,8 @@ class Tier1:
         self.stats[K.COMPILE_NS] += ns
         flushes = int(self.blocks.bc[B.BC_FLUSHES])
         if len(self.libraries) >= self._sweep_at or flushes != self._flushes:
+            if flushes != self._flushes:
+                self._inside.clear()  # (records are reused after a flush)
             self._flushes = flushes  # a flush leaves every library before it dead: free them now
             self.sweep()
 
@@ -1305,6 +1517,22 @@ class Tier1:
 
 
 _RUNNING: weakref.WeakSet = weakref.WeakSet()  # Tier1s whose worker runs
+
+
+@atexit.register
+def _print_exit_profile() -> None:
+    """$PYEMU_T1_PROFILE: the most taken ways out of compiled code (registered first: runs last)."""
+    if not _PROFILE:
+        return
+    names = {v: k for k, v in vars(H).items() if k.startswith("H_") and isinstance(v, int)}
+    total = int(_EXIT_COUNTS.sum())
+    print(f"tier1 profile: {total} returns to the loop from {len(_EXIT_SITES)} exit sites", file=sys.stderr)
+    for site in np.argsort(-_EXIT_COUNTS)[:_PROFILE]:
+        if _EXIT_COUNTS[site] == 0:
+            break
+        tb, addr, row, h, kind = _EXIT_SITES[site]
+        print(f"  {int(_EXIT_COUNTS[site]):12d}  tb {tb:5d} phys {addr:#010x} row {row:2d} "
+              f"{names.get(h, h)!s:14s} {kind}", file=sys.stderr)
 
 
 @atexit.register
