@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tests.initramfs import busybox_initramfs, i386_busybox  # noqa: E402
 PROMPT = b"/ # "
 INIT = "exec /bin/busybox sh\n"
 RUN_TIMEOUT_S = 900
+REBOOT_WAIT_S = 60  # after `reboot -f`: then the run is stopped as with Ctrl-C (see time_to_prompt)
 
 
 def boot_once(kernel: str, initrd: Path, icount: bool, stats_path: Path,
@@ -67,7 +69,15 @@ def time_to_prompt(args: list[str], env: dict | None = None) -> float:
     t_prompt = time.monotonic() - t0
     proc.stdin.write(b"/bin/busybox reboot -f\n")
     proc.stdin.flush()
-    proc.wait(RUN_TIMEOUT_S)
+    try:
+        proc.wait(REBOOT_WAIT_S)
+    except subprocess.TimeoutExpired:
+        # Seen about once in 20-70 boots: the guest sits idle and never reads the typed command
+        # (an open bug). The time to the prompt stands; stop the run as Ctrl-C would, which
+        # still writes the statistics, and say so.
+        print(f"bench_boot: no exit {REBOOT_WAIT_S} s after `reboot -f`: stopped with SIGINT", file=sys.stderr)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(RUN_TIMEOUT_S)
     return t_prompt
 
 
