@@ -7,16 +7,13 @@ is seen by the next pass."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from emu import stats as K
 from emu.cpu import state as S
 from emu.cpu.core import CpuCore
 from emu.translate.translator import MAX_BLOCK_INSNS
-
-CODE = 0x1000
-N = 20_000
+from tests.cpu.test_tier1_chaining import CODE, N, start
 
 
 def asm(*parts: bytes) -> bytes:
@@ -69,15 +66,6 @@ def across_pages() -> bytes:
     code[0x100B: 0x100D] = b"\x75" + rel8(0x100B, top)
     code[0x100D] = 0xF4
     return bytes(code)
-
-
-def start(core: CpuCore, code: bytes) -> None:
-    core.mem[CODE:CODE + len(code)] = np.frombuffer(code, dtype=np.uint8)
-    core.setup_flat32()
-    core.st[S.EIP] = CODE
-    core.st[S.ESP] = 0x8000
-    for r in (S.EAX, S.EBX, S.EDX):
-        core.st[r] = 0
 
 
 def same_as_interpreter(code: bytes, slice_: int = 10_000_000) -> CpuCore:
