@@ -1283,7 +1283,7 @@ class Tier1:
     def _take_queue(self) -> list:
         """The blocks the loop queued, each with a copy of its rows (the loop may retranslate into
         the same rows while a worker compiles) and its region (`_region`)."""
-        bc, tbs, rows = self.blocks.bc, self.blocks.tbs, self.blocks.rows
+        bc, tbs = self.blocks.bc, self.blocks.tbs
         n = int(bc[B.BC_T1_QLEN])
         bc[B.BC_T1_QLEN] = 0
         batch = []
@@ -1292,8 +1292,7 @@ class Tier1:
             base = tb * B.TB_WIDTH
             if tbs[base + B.TB_PHYS] < 0 or tbs[base + B.TB_FN] != B.TB_FN_QUEUED:
                 continue  # invalidated (or flushed) since it was queued
-            row0, nrows = int(tbs[base + B.TB_ROW]), int(tbs[base + B.TB_NROWS])
-            copy = rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy()
+            row0, nrows, copy = self._rows_of(tb)
             batch.append((tb, row0, nrows, int(tbs[base + B.TB_HFLAGS]), int(tbs[base + B.TB_PHYS]), copy,
                           self._region(tb, copy)))
         return batch
@@ -1307,7 +1306,7 @@ class Tier1:
         must not leave stale code of it here: compiled code checks each one's record before it
         enters it), with its mode bits, run hot (TB_EXECS at least 1/REGION_HOT_DIV of the
         threshold) and with something to compile."""
-        bc, tbs, rows = self.blocks.bc, self.blocks.tbs, self.blocks.rows
+        bc, tbs = self.blocks.bc, self.blocks.tbs
         base = tb * B.TB_WIDTH
         page, hflags = int(tbs[base + B.TB_PHYS]) >> 12, int(tbs[base + B.TB_HFLAGS])
         hot = int(bc[B.BC_T1_THRESHOLD]) / REGION_HOT_DIV
@@ -1346,10 +1345,16 @@ class Tier1:
             if t == tb:
                 region.append((t, int(tbs[b + B.TB_PHYS]), copy, int(tbs[b + B.TB_NROWS]), succ))
                 continue
-            row0, nrows = int(tbs[b + B.TB_ROW]), int(tbs[b + B.TB_NROWS])
-            region.append((t, int(tbs[b + B.TB_PHYS]), rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy(),
-                           nrows, succ))
+            _row0, nrows, rows_copy = self._rows_of(t)
+            region.append((t, int(tbs[b + B.TB_PHYS]), rows_copy, nrows, succ))
         return region
+
+    def _rows_of(self, tb: int) -> tuple[int, int, np.ndarray]:
+        """Block `tb`'s (first row, rows, a copy of its rows): the loop may retranslate into the same
+        rows while a worker compiles."""
+        base = tb * B.TB_WIDTH
+        row0, nrows = int(self.blocks.tbs[base + B.TB_ROW]), int(self.blocks.tbs[base + B.TB_NROWS])
+        return row0, nrows, self.blocks.rows[row0 * ROW_WIDTH: (row0 + nrows) * ROW_WIDTH].copy()
 
     def drain(self) -> None:
         """Compile what the loop queued: on the worker, or here and now (`background=False`)."""
@@ -1364,7 +1369,7 @@ class Tier1:
         t0 = time.perf_counter_ns()
         funcs = self._generator().generate(self._as_blocks(batch))  # here: Python holds the GIL
         if _LOG:
-            print(f"tier1: IR of {len(batch)} blocks ({sum(len(b[6]) for b in batch)} with their regions, "
+            print(f"tier1: IR of {len(batch)} blocks ({sum(max(1, len(b[6])) for b in batch)} with their regions, "
                   f"{sum(len(f[2]) for f in funcs) >> 10} KiB) in {(time.perf_counter_ns() - t0) / 1e6:.1f} ms",
                   file=sys.stderr)
         with self._cv:
