@@ -51,6 +51,7 @@ NOT_IN_CPU_MODEL = {
 _CMP_PRED = re.compile(r"^cmp(eq|lt|le|unord|neq|nlt|nle|ord)(ps|pd|ss|sd)$")
 
 
+_NP_ONLY = (b"\x0f\x52", b"\x0f\x53", b"\x0f\x77", b"\x0f\xc3")  # 0F opcodes with no 66 form (SDM Vol. 2)
 _BOTH_PFX = "with 66 and F2/F3 both present, F2/F3 select the SSE form (SDM 2.1.1, iced); capstone: the last"
 
 
@@ -77,9 +78,9 @@ def capstone_exception(bits: int, data: bytes, ours: str, theirs: str, our_len: 
             return "CR1/CR5-CR7 are reserved, #UD (SDM MOV CR); capstone accepts"
         if bits == 16 and len(op) > 1 and op[0] == 0x0F and 0x66 in data[: len(data) - len(op)]:
             return "capstone 16-bit mode ignores a mandatory 66 prefix"
-        if op[:2] in (b"\x0f\x77", b"\x0f\xc3") and 0x66 in data[: len(data) - len(op)]:
-            return ("EMMS is 'NP 0F 77', MOVNTI 'NP 0F C3 /r': with 66 they are #UD or another encoding "
-                    "(SDM Vol. 2 3.1.1.1); capstone ignores 66")
+        if op[:2] in _NP_ONLY and 0x66 in data[: len(data) - len(op)]:
+            return ("RSQRTPS, RCPPS, EMMS and MOVNTI are 'NP 0F 52/53/77/C3': the SDM defines no 66 form, so "
+                    "with 66 they are #UD (SDM Vol. 2 3.1.1.1); capstone ignores 66")
         if (op[:2] in (b"\x0f\x12", b"\x0f\x13", b"\x0f\x16", b"\x0f\x17") and len(op) > 2 and op[2] >= 0xC0
                 and 0x66 in data[: len(data) - len(op)]):
             return ("MOVLPD/MOVHPD (66 0F 12/13/16/17) take only a memory operand; MOVHLPS/MOVLHPS are "
